@@ -1,0 +1,1 @@
+"""o2o: offline-to-online reinforcement learning experiments on Ray."""

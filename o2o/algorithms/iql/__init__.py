@@ -1,0 +1,6 @@
+"""IQL: implicit Q-learning, offline then online on the union replay."""
+
+from o2o.algorithms.iql.algorithm import IQLAlgorithm
+from o2o.algorithms.iql.config import IQLConfig
+
+__all__ = ["IQLAlgorithm", "IQLConfig"]

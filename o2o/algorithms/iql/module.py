@@ -1,0 +1,44 @@
+"""IQL's networks: a Gaussian actor, a state value V(s), twin critics Q(s, a) and their target."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from o2o.platform.networks import GaussianActor, QEnsemble, mlp
+
+
+class IQLModule(TorchRLModule, InferenceOnlyAPI):
+    """EnvRunners build only the actor; the learner builds all four networks."""
+
+    def setup(self) -> None:
+        obs_dim = self.observation_space.shape[0]
+        act_dim = self.action_space.shape[0]
+        hidden = self.model_config["hidden_sizes"]
+        self.actor = GaussianActor(obs_dim, act_dim, hidden, self.model_config.get("actor_dropout", 0.0))
+        if not self.inference_only:
+            self.value = mlp(obs_dim, hidden, 1)
+            self.critic = QEnsemble(2, obs_dim + act_dim, hidden)
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["value", "critic", "critic_target"]
+
+    def v(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.deterministic(batch[Columns.OBS])}
+
+    @torch.no_grad()
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.sample(batch[Columns.OBS])}
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch)

@@ -1,0 +1,43 @@
+"""SAC's networks: a tanh-Gaussian actor, twin critics and their target, and log α."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from o2o.platform.networks import QEnsemble, TanhGaussianActor
+
+
+class SACModule(TorchRLModule, InferenceOnlyAPI):
+    """EnvRunners build only the actor; the learner builds the critics and temperature too."""
+
+    def setup(self) -> None:
+        obs_dim = self.observation_space.shape[0]
+        act_dim = self.action_space.shape[0]
+        hidden = self.model_config["hidden_sizes"]
+        self.actor = TanhGaussianActor(obs_dim, act_dim, hidden)
+        if not self.inference_only:
+            self.critic = QEnsemble(2, obs_dim + act_dim, hidden)
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+            initial = math.log(self.model_config.get("initial_temperature", 1.0))
+            self.log_alpha = torch.nn.Parameter(torch.tensor(initial))
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["critic", "critic_target", "log_alpha"]
+
+    @torch.no_grad()
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.deterministic(batch[Columns.OBS])}
+
+    @torch.no_grad()
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.sample(batch[Columns.OBS])[0]}
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch)

@@ -1,0 +1,1 @@
+"""Shared machinery: data, replay, engine, tuning, tracking, reports, command line."""

@@ -1,0 +1,210 @@
+"""The `o2o` command line: datasets, sweeps, reports, and the quickstart.
+
+Every refusal is one line on stderr, `o2o: error: …`, with exit status 2, before any Ray
+resource is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "tune_specs" / "quickstart.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `o2o` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from o2o.platform.data import DatasetError
+    from o2o.platform.factory import FactoryError
+    from o2o.platform.spec import SpecError
+
+    try:
+        return args.func(args)
+    except (SpecError, DatasetError, FactoryError, FileNotFoundError) as exc:
+        print(f"o2o: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="o2o", description="Offline-to-online RL experiments on Ray.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    datasets = sub.add_parser("datasets", help="make, list and inspect datasets").add_subparsers(required=True, metavar="ACTION")
+    make = datasets.add_parser("make", help="make a factory dataset, e.g. hopper-medium")
+    make.add_argument("name", help="<task>-<level>: task hopper|halfcheetah|walker2d, level random|medium|medium-replay|medium-expert|expert")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--size", type=int, default=None, help="transitions (default: D4RL's size for the level)")
+    make.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    make.set_defaults(func=_datasets_make)
+    lst = datasets.add_parser("list", help="local datasets o2o can read")
+    lst.set_defaults(func=_datasets_list)
+    info = datasets.add_parser("info", help="size, returns and normalized score of a dataset")
+    info.add_argument("dataset", help="an o2o name, a Minari id, a D4RL .hdf5 file or a Parquet path")
+    info.set_defaults(func=_datasets_info)
+    train = datasets.add_parser("train-policies", help="train the behaviour policies a task's datasets come from")
+    train.add_argument("task")
+    train.add_argument("--env-steps", type=int, default=100_000)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_datasets_train)
+
+    sweep = sub.add_parser("sweep", help="run a tune spec on Ray Tune")
+    sweep.add_argument("spec", help="path to a tune spec (YAML)")
+    sweep.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
+    sweep.add_argument("-v", "--verbose", type=int, default=1)
+    sweep.set_defaults(func=_sweep)
+
+    report = sub.add_parser("report", help="score table and learning curves of a sweep or experiment")
+    report.add_argument("target", help="a tune spec (YAML) or an MLflow experiment name")
+    report.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the spec's, or sqlite:///runs/mlflow.db)")
+    report.add_argument("--out", default=None, help="output directory (default: <storage>/<name>/report)")
+    report.set_defaults(func=_report)
+
+    quick = sub.add_parser("quickstart", help="make hopper-medium if missing, run IQL offline → online, report")
+    quick.add_argument("--spec", default=str(QUICKSTART_SPEC))
+    quick.set_defaults(func=_quickstart)
+    return parser
+
+
+def _progress(description: str):  # noqa: ANN202 - a tqdm-backed callback
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit="step", unit_scale=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def _datasets_make(args: argparse.Namespace) -> int:
+    from o2o.platform.factory import make_dataset
+
+    bar, update = _progress(f"making {args.name}")
+    with bar:
+        resolved = make_dataset(args.name, seed=args.seed, size=args.size, progress=update, overwrite=args.overwrite)
+    print(f"{args.name}: {resolved.num_transitions} transitions, hash {resolved.content_hash}, {resolved.parquet_path}")
+    return 0
+
+
+def _datasets_list(args: argparse.Namespace) -> int:
+    import minari
+
+    local = sorted(minari.list_local_datasets())
+    if not local:
+        print("no local datasets; make one with `o2o datasets make hopper-medium`")
+    for dataset_id in local:
+        print(dataset_id)
+    return 0
+
+
+def _datasets_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from o2o.platform.data import normalized_score, read_parquet, resolve_dataset
+
+    resolved = resolve_dataset(args.dataset)
+    data = read_parquet(resolved.parquet_path)
+    returns = data.episode_returns()
+    info = {
+        "dataset": resolved.dataset_id,
+        "env": resolved.env_id,
+        "transitions": resolved.num_transitions,
+        "episodes": int(len(returns)),
+        "obs_dim": resolved.obs_dim,
+        "act_dim": resolved.act_dim,
+        "return_mean": round(float(np.mean(returns)), 2),
+        "return_max": round(float(np.max(returns)), 2),
+        "content_hash": resolved.content_hash,
+        "parquet": str(resolved.parquet_path),
+    }
+    if resolved.env_id:
+        try:
+            info["normalized_score_mean"] = round(float(normalized_score(resolved.env_id, np.mean(returns))), 2)
+        except ValueError:
+            pass
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _datasets_train(args: argparse.Namespace) -> int:
+    from o2o.platform.factory import train_policies
+
+    manifest = train_policies(args.task, args.env_steps, seed=args.seed)
+    print(f"{args.task}: medium {manifest['medium']} (return {manifest['medium_return']:.0f}), expert {manifest['expert']}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from o2o.platform.sweep import run_sweep
+
+    result = run_sweep(args.spec, resume=args.resume, verbose=args.verbose)
+    return _print_sweep(result)
+
+
+def _print_sweep(result) -> int:  # noqa: ANN001 - SweepResult
+    failed = [t for t in result.trials if t["error"]]
+    print(f"\nsweep {result.name}: {len(result.trials) - len(failed)}/{len(result.trials)} trials finished")
+    print(f"  Tune results:  {result.storage}")
+    print(f"  MLflow:        {result.tracking_uri}  (experiment '{result.experiment}'; `mlflow ui --backend-store-uri {result.tracking_uri}`)")
+    for t in result.trials:
+        score = "n/a" if t["final_score"] is None else f"{t['final_score']:.1f}"
+        status = f"FAILED: {t['error']}" if t["error"] else f"eval/normalized_score {score}"
+        print(f"  {t['dataset']} seed {t['seed']}: run {t['run_id']}  {status}")
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from o2o.platform.report import build_report, format_table
+
+    if args.target.endswith((".yaml", ".yml")):
+        from o2o.platform.sweep import load
+
+        spec = load(args.target)
+        uri = args.tracking_uri or spec.tracking_uri()
+        experiment, sweep = spec.experiment_name, spec.name
+        out = Path(args.out) if args.out else Path(spec.storage_path()) / spec.name / "report"
+    else:
+        uri = args.tracking_uri or f"sqlite:///{Path('runs').resolve() / 'mlflow.db'}"
+        experiment, sweep = args.target, None
+        out = Path(args.out or Path("runs") / args.target / "report")
+    try:
+        report = build_report(uri, experiment, out, sweep=sweep)
+    except ValueError as exc:
+        print(f"o2o: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    print(f"\ntable: {report.table_path}")
+    for path in report.curve_paths:
+        print(f"curve: {path}")
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from o2o.platform.factory import make_dataset
+    from o2o.platform.sweep import run_sweep
+
+    bar, update = _progress("making hopper-medium (first run only)")
+    with bar:
+        make_dataset("hopper-medium", progress=update)
+    name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = run_sweep(args.spec, name=name)
+    code = _print_sweep(result)
+    if code == 0:
+        from o2o.platform.report import build_report, format_table
+
+        report = build_report(result.tracking_uri, result.experiment, result.storage / "report", sweep=result.name)
+        print(format_table(report))
+        print(f"\nlearning curves: {', '.join(str(p) for p in report.curve_paths)}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

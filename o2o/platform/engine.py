@@ -1,0 +1,521 @@
+"""The O2O engine: one RLlib Algorithm, config and Learner that every o2o method extends.
+
+A trial runs an explicit list of phases, each with a budget in its own unit:
+
+    offline  (N gradient updates on the dataset)
+    → method phases, if any
+    → online (M environment steps, `utd_ratio` updates per step)
+
+`O2OAlgorithm.on_phase_start(phase)` is the one place a phase begins: it applies the phase's
+hyperparameter overrides (`config.phase_overrides[phase]`) on the learner, calls the learner's
+own `on_phase_start`, and at the online phase hands the learner's weights to the EnvRunners.
+No loss ever tests a step counter to find out which phase it is in.
+
+Data path. The dataset is read once through RLlib's offline input reader
+(`config.offline_data(input_=[parquet])`, Ray Data, materialized) and copied into a
+`ReplayStore` on the learner's device. Online episodes from the EnvRunner are appended to the
+same store. A learner call runs K updates (`updates_per_iteration` offline, `utd_ratio` × new
+steps online), each sampling a minibatch by index under the phase's sampling rule, and reduces
+its metrics once per call. This bypasses RLlib's per-batch offline pipeline and per-minibatch
+`Learner.update` bookkeeping, which DESIGN.md measured at 0.1× and 0.9× of a plain loop.
+
+Checkpoints hold the module and optimizer state (RLlib's), and o2o's own: phase and counters,
+the online replay rows and the sampler's RNG. A restored trial continues with every transition
+it had collected.
+
+How each method in METHODS.md maps onto this engine (no special case lives in shared code):
+
+- IQL, AWAC, TD3+BC, CQL, SAC: a module (`RLModule`) and a learner whose `update_step` is the
+  paper's losses; the phases and replay are the defaults.
+- Cal-QL: declares `needs_returns_to_go`; the engine adds a Monte-Carlo return column to the
+  store; its `on_phase_start("online")` turns calibration off.
+- SPOT: its VAE behaviour model is part of its module; `on_phase_start("online")` resets the
+  optimizers and starts the λ cooling schedule.
+- OPT: overrides `phases()` to insert `online_collection` (env steps with the frozen offline
+  policy, no updates) and `online_pretraining` (updates of a new critic) between offline and
+  online, and implements `iterate()` for them; balanced replay is a sampling rule with
+  learner-computed priorities.
+- FamO2O: its module conditions the actor on an encoded balance coefficient β; the learner
+  samples β per transition offline and the module's exploration forward draws β from the
+  balance model online — the engine sees only an RLModule and a learner.
+- E2O: a `QEnsemble` of N critics; `phase_overrides["online"]` drops the CQL weight and sets
+  `sampling_rule: online` (a fresh online buffer); its exploration forward does UCB selection.
+- EDIS, CFDG: generators that write synthetic rows into extra store rows between online
+  iterations (a learner hook after `add_online`); sampling draws from them by ratio.
+- BAQ, balanced replay: behaviour models and density-ratio networks live in the module;
+  priorities are computed by the learner and passed to the store's index sampler.
+- PEX, APL, RLPD: an extra frozen policy in the module (PEX), a per-update choice of sampling
+  rule (APL), `sampling_rule: ratio` with `offline_fraction: 0.5` and a high `utd_ratio` (RLPD).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from o2o.platform.data import Transitions, normalized_score
+from o2o.platform.replay import SAMPLING_RULES, ReplayStore, Sampling, transition_columns
+from o2o.platform.rollout import O2OEnvRunner
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of a trial: a name, a budget, and the unit the budget counts."""
+
+    name: str
+    budget: int
+    unit: str  # "updates" or "env_steps"
+
+
+class O2OConfig(AlgorithmConfig):
+    """Settings every O2O method shares; methods subclass it and add their hyperparameters.
+
+    Each field below is set with `.o2o(...)`; a method's own fields with `.training(...)`.
+    """
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or O2OAlgorithm)
+        self.dataset_id: str | None = None
+        """Name of the dataset as the user gave it (tags and reports)."""
+        self.dataset_hash: str | None = None
+        """Content hash of the canonical table, checked again when a checkpoint is restored."""
+        self.offline_updates: int = 0
+        """Gradient updates of the offline phase (paper protocol: 1M)."""
+        self.online_env_steps: int = 0
+        """Environment steps of the online phase."""
+        self.updates_per_iteration: int = 1000
+        """Offline updates per `train()` call; one learner call runs them all."""
+        self.env_steps_per_iteration: int = 1000
+        """Online environment steps per `train()` call."""
+        self.utd_ratio: float = 1.0
+        """Online gradient updates per environment step (RLPD: 20)."""
+        self.sampling_rule: str = "union"
+        """Online minibatch rule: offline | union | ratio | online (see `o2o.platform.replay`)."""
+        self.offline_fraction: float = 0.5
+        """Dataset share of each online minibatch under the `ratio` rule."""
+        self.online_buffer_capacity: int = 1_000_000
+        """Online rows kept; the oldest are overwritten beyond it."""
+        self.random_steps: int = 0
+        """Online steps taken with uniform random actions first (RLPD/SAC from scratch: 5k)."""
+        self.learning_starts: int = 0
+        """Online transitions collected before online updates begin (E2O: 1000)."""
+        self.weight_sync_interval: int = 1
+        """Environment steps between learner → EnvRunner weight syncs (1: act on fresh weights)."""
+        self.tau: float = 0.005
+        """Polyak coefficient of the target networks."""
+        self.hidden_sizes: list[int] = [256, 256]
+        """Hidden layer widths of every network of the method (papers: 256×2)."""
+        self.phase_overrides: dict[str, dict[str, Any]] = {}
+        """Per-phase hyperparameter values, e.g. {"online": {"actor_lr_schedule": "constant"}}."""
+
+        # RLlib settings that suit O2O: one local EnvRunner stepping one env, evaluation on a
+        # separate local runner with a vector of envs and a deterministic policy.
+        self.num_env_runners = 0
+        self.rollout_fragment_length = 1
+        self.train_batch_size_per_learner = 256
+        self.lr = 3e-4
+        self.gamma = 0.99
+        self.evaluation_interval = 10
+        self.evaluation_duration = 10
+        self.evaluation_duration_unit = "episodes"
+        self.evaluation_num_env_runners = 0
+        self.evaluation_config = {"explore": False, "num_envs_per_env_runner": 5}
+        self.env_runner_cls = O2OEnvRunner
+        self.materialize_data = True
+        self.input_read_method_kwargs = {"ray_remote_args": {"num_cpus": 0.01}}
+
+    def o2o(
+        self,
+        *,
+        dataset_id: str | None = NotProvided,
+        dataset_hash: str | None = NotProvided,
+        offline_updates: int = NotProvided,
+        online_env_steps: int = NotProvided,
+        updates_per_iteration: int = NotProvided,
+        env_steps_per_iteration: int = NotProvided,
+        utd_ratio: float = NotProvided,
+        sampling_rule: str = NotProvided,
+        offline_fraction: float = NotProvided,
+        online_buffer_capacity: int = NotProvided,
+        random_steps: int = NotProvided,
+        learning_starts: int = NotProvided,
+        weight_sync_interval: int = NotProvided,
+        tau: float = NotProvided,
+        hidden_sizes: list[int] = NotProvided,
+        phase_overrides: dict[str, dict[str, Any]] = NotProvided,
+    ) -> O2OConfig:
+        """Set the engine's fields (budgets, replay, sync); see each field's docstring."""
+        for key, value in dict(locals()).items():
+            if key != "self" and value is not NotProvided:
+                setattr(self, key, value)
+        return self
+
+    def training(self, **kwargs: Any) -> O2OConfig:
+        """Set RLlib's training settings and the method's hyperparameters by name."""
+        own = {k: v for k, v in kwargs.items() if k in self.hyperparameter_names()}
+        super().training(**{k: v for k, v in kwargs.items() if k not in own})
+        for key, value in own.items():
+            setattr(self, key, value)
+        return self
+
+    @classmethod
+    def hyperparameter_names(cls) -> set[str]:
+        """Fields a tune spec may set: the engine's and the method's documented fields."""
+        base = set(vars(AlgorithmConfig()))
+        return {k for k in vars(cls()) if k not in base or k in ("lr", "gamma", "train_batch_size_per_learner")} - {
+            "dataset_id",
+            "dataset_hash",
+        }
+
+    @property
+    def module_class(self) -> type:
+        """The method's RLModule class."""
+        raise NotImplementedError
+
+    def network_config(self) -> dict[str, Any]:
+        """What the method's RLModule needs to build its networks."""
+        return {"hidden_sizes": list(self.hidden_sizes)}
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=self.module_class, model_config=self.network_config())
+
+    def validate(self) -> None:
+        super().validate()
+        if self.offline_updates < 0 or self.online_env_steps < 0:
+            self._value_error("budgets must be >= 0")
+        if self.offline_updates > 0 and not self.input_:
+            self._value_error("an offline phase needs a dataset (config.offline_data(input_=...))")
+        if self.sampling_rule not in SAMPLING_RULES:
+            self._value_error(f"sampling_rule {self.sampling_rule!r} is not one of {SAMPLING_RULES}")
+        if self.utd_ratio <= 0 or self.weight_sync_interval < 1 or self.updates_per_iteration < 1:
+            self._value_error("utd_ratio, weight_sync_interval and updates_per_iteration must be positive")
+        known = self.hyperparameter_names()
+        for phase, overrides in self.phase_overrides.items():
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                self._value_error(f"phase_overrides[{phase!r}] sets unknown fields {unknown}")
+
+
+class O2OLearner(TorchLearner):
+    """A TorchLearner that owns the replay store and runs many updates per call.
+
+    A method implements `update_step(batch)`: its losses, in the paper's order, and the
+    optimizer and target updates. `self.hp` is the config with the current phase's overrides.
+    """
+
+    def build(self) -> None:
+        super().build()
+        self.hp: O2OConfig = self.config
+        self.phase: Phase | None = None
+        self.num_updates = 0
+        self.phase_updates = 0
+        self.replay: ReplayStore | None = None
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The method's RLModule (single-agent)."""
+        return self.module[DEFAULT_MODULE_ID]
+
+    def replay_columns(self, obs_dim: int, act_dim: int) -> dict[str, int]:
+        """Columns the store keeps per transition; methods needing more (returns-to-go) add them."""
+        return transition_columns(obs_dim, act_dim)
+
+    def offline_columns(self, data: Transitions) -> dict[str, np.ndarray]:
+        """The dataset's values for each replay column."""
+        return {
+            "obs": data.obs,
+            "actions": data.actions,
+            "rewards": data.rewards,
+            "new_obs": data.new_obs,
+            "terminateds": data.terminateds,
+        }
+
+    def build_replay(self, data: Transitions | None, obs_dim: int, act_dim: int) -> int:
+        """Copy the dataset into device tensors (once per trial) and make room for online rows."""
+        columns = self.replay_columns(obs_dim, act_dim)
+        offline = None if data is None else self.offline_columns(data)
+        self.replay = ReplayStore(
+            columns, offline, self.config.online_buffer_capacity, self._device, int(self.config.seed or 0)
+        )
+        return self.replay.n_offline
+
+    def on_phase_start(self, phase: Phase) -> None:
+        """Enter a phase: the config with its overrides becomes `self.hp`. Methods extend this
+        hook (a restore re-applies the hyperparameters only, not the method's hook)."""
+        self._apply_phase(phase)
+
+    def _apply_phase(self, phase: Phase) -> None:
+        hp = self.config.copy(copy_frozen=False)
+        for key, value in self.config.phase_overrides.get(phase.name, {}).items():
+            setattr(hp, key, value)
+        self.hp = hp
+        self.phase = phase
+        self.phase_updates = 0
+
+    def add_online(self, data: Mapping[str, np.ndarray]) -> None:
+        assert self.replay is not None
+        self.replay.add_online(data)
+
+    def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float]:
+        """K gradient updates on minibatches drawn by `sampling`; metrics averaged once."""
+        assert self.replay is not None
+        batch_size = self.hp.train_batch_size_per_learner
+        totals: dict[str, torch.Tensor] = {}
+        with torch.enable_grad():
+            for _ in range(num_updates):
+                metrics = self.update_step(self.replay.sample(batch_size, sampling))
+                for key, value in metrics.items():
+                    totals[key] = totals[key] + value if key in totals else value.detach().clone()
+                self.num_updates += 1
+                self.phase_updates += 1
+        means = {k: float(v) / num_updates for k, v in totals.items()}
+        bad = [k for k, v in means.items() if not np.isfinite(v)]
+        if bad:
+            raise FloatingPointError(
+                f"non-finite {', '.join(bad)} in the {self.phase.name} phase before update "
+                f"{self.num_updates}; lower the learning rate or check the dataset's rewards"
+            )
+        return means
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient update of the method; returns its metrics as 0-d tensors."""
+        raise NotImplementedError
+
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict) -> Any:
+        raise NotImplementedError("o2o learners update through run_updates(), not Learner.update()")
+
+    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component("o2o", components, not_components):
+            state["o2o"] = {
+                "replay": None if self.replay is None else self.replay.get_state(),
+                "num_updates": self.num_updates,
+                "phase": None if self.phase is None else vars(self.phase),
+                "phase_updates": self.phase_updates,
+                "torch_rng": torch.get_rng_state().numpy(),
+            }
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        own = state.get("o2o")
+        if own is None:
+            return
+        if own["replay"] is not None:
+            assert self.replay is not None, "build_replay() runs before a checkpoint is restored"
+            self.replay.set_state(own["replay"])
+        if own["phase"] is not None:
+            self._apply_phase(Phase(**own["phase"]))
+        self.num_updates = own["num_updates"]
+        self.phase_updates = own["phase_updates"]
+        torch.set_rng_state(torch.from_numpy(np.asarray(own["torch_rng"], dtype=np.uint8)))
+
+
+class O2OAlgorithm(Algorithm):
+    """Runs the phases of an O2O trial; see the module docstring."""
+
+    config: O2OConfig
+
+    def setup(self, config: AlgorithmConfig) -> None:
+        super().setup(config)
+        self.phase_index = 0
+        self.phase_progress = 0
+        self.env_steps = 0
+        self.updates = 0
+        self.completed_returns: list[float] = []
+        self._weight_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._metrics: dict[str, float] = {}
+        obs_space, act_space = self.env_runner.env.single_observation_space, self.env_runner.env.single_action_space
+        data = self._read_offline_data(obs_space, act_space) if self.offline_data is not None else None
+        n = self._learner("build_replay", data, int(np.prod(obs_space.shape)), int(np.prod(act_space.shape)))
+        self._metrics["data/offline_transitions"] = float(n)
+        if self.current_phase is not None:
+            self.on_phase_start(self.current_phase)
+
+    def _read_offline_data(self, obs_space: Any, act_space: Any) -> Transitions:
+        """Materialize RLlib's offline reader once and check it against the env's spaces."""
+        from o2o.platform.data import validate
+
+        tables = ray.get(self.offline_data.data.to_arrow_refs())
+        source = self.config.dataset_id or str(self.config.input_)
+        data = Transitions.from_table(pa.concat_tables(tables), source)
+        validate(data, obs_space, act_space, source)
+        return data
+
+    # --- the learner, local or remote -------------------------------------------------------
+
+    def _learner(self, method: str, *args: Any) -> Any:
+        """Call a method on the (first) learner, in-process when it is local."""
+        if self.learner_group.is_local:
+            return getattr(self.learner_group._learner, method)(*args)
+        results = self.learner_group.foreach_learner(lambda lrn: getattr(lrn, method)(*args))
+        return results[0].get() if hasattr(results[0], "get") else results[0]
+
+    # --- phases -------------------------------------------------------------------------------
+
+    def phases(self) -> list[Phase]:
+        """The trial's phases in order; methods with more stages override this."""
+        return [
+            Phase("offline", self.config.offline_updates, "updates"),
+            Phase("online", self.config.online_env_steps, "env_steps"),
+        ]
+
+    @property
+    def current_phase(self) -> Phase | None:
+        active = [p for p in self.phases() if p.budget > 0]
+        return active[self.phase_index] if self.phase_index < len(active) else None
+
+    def on_phase_start(self, phase: Phase) -> None:
+        """Begin a phase: the learner takes the phase's overrides; online, EnvRunners take its weights."""
+        self._learner("on_phase_start", phase)
+        if phase.unit == "env_steps":
+            self._sync_weights()
+
+    def _sync_weights(self) -> None:
+        """Learner → EnvRunner weights. In one process this is a fused tensor copy (measured:
+        RLlib's state round trip took longer than an env step); otherwise RLlib's sync."""
+        if self.learner_group.is_local and self.config.num_env_runners == 0:
+            if self._weight_pairs is None:
+                source = self.learner_group._learner.module[DEFAULT_MODULE_ID].state_dict(keep_vars=True)
+                target = self.env_runner.module.state_dict(keep_vars=True)
+                self._weight_pairs = ([target[k].data for k in target], [source[k].data for k in target])
+            with torch.no_grad():
+                torch._foreach_copy_(*self._weight_pairs)
+        else:
+            self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
+
+    def training_step(self) -> None:
+        phase = self.current_phase
+        if phase is None:
+            return
+        start = time.perf_counter()
+        done = self.iterate(phase, phase.budget - self.phase_progress)
+        elapsed = time.perf_counter() - start
+        self.phase_progress += done
+        rate_key = "perf/updates_per_s" if phase.unit == "updates" else "perf/env_steps_per_s"
+        self._metrics[rate_key] = done / max(elapsed, 1e-9)
+        if self.phase_progress >= phase.budget:
+            self.phase_index += 1
+            self.phase_progress = 0
+            self._phase_ended = True
+            if self.current_phase is not None:
+                self.on_phase_start(self.current_phase)
+
+    def iterate(self, phase: Phase, remaining: int) -> int:
+        """One iteration of `phase`, at most `remaining` units; returns the units done."""
+        if phase.name == "offline":
+            n = min(self.config.updates_per_iteration, remaining)
+            self._record("offline", self._learner("run_updates", n, Sampling("offline")))
+            self.updates += n
+            return n
+        if phase.name == "online":
+            return self._online_iteration(min(self.config.env_steps_per_iteration, remaining))
+        raise NotImplementedError(f"{type(self).__name__} has no iteration for phase {phase.name!r}")
+
+    def _online_iteration(self, steps: int) -> int:
+        cfg = self.config
+        sampling = Sampling(cfg.sampling_rule, cfg.offline_fraction)
+        done = 0
+        metrics: list[dict[str, float]] = []
+        while done < steps:
+            k = min(cfg.weight_sync_interval, steps - done)
+            collected = self.env_runner.collect(k, random_actions=self.env_steps < cfg.random_steps)
+            n = k
+            self.completed_returns.extend(collected.episode_returns)
+            self._learner("add_online", collected.rows)
+            self.env_steps += n
+            done += n
+            if self.env_steps >= cfg.learning_starts:
+                updates = max(1, round(cfg.utd_ratio * n))
+                metrics.append(self._learner("run_updates", updates, sampling))
+                self.updates += updates
+                self._sync_weights()
+        if metrics:
+            self._record("online", {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]})
+        if self.completed_returns:
+            self._metrics["online/episode_return_mean"] = float(np.mean(self.completed_returns[-10:]))
+        return done
+
+    def _record(self, prefix: str, metrics: Mapping[str, float]) -> None:
+        self._metrics.update({f"{prefix}/{k}": v for k, v in metrics.items()})
+
+    # --- results --------------------------------------------------------------------------------
+
+    def step(self) -> dict:
+        self._phase_ended = False
+        result = super().step()
+        finished = self.current_phase is None
+        evaluation = result.get("evaluation")
+        if evaluation is None and (self._phase_ended or finished) and self.config.evaluation_interval:
+            evaluation = self.evaluate()
+        if evaluation:
+            self._record_evaluation(evaluation)
+        phase = self.current_phase
+        self._metrics["counters/updates"] = float(self.updates)
+        self._metrics["counters/env_steps"] = float(self.env_steps)
+        result["o2o"] = dict(self._metrics)
+        result["o2o_step"] = self.updates + self.env_steps
+        result["o2o_tags"] = {
+            "dataset_id": str(self.config.dataset_id),
+            "dataset_hash": str(self.config.dataset_hash),
+            "o2o.algorithm": type(self).__name__.removesuffix("Algorithm").lower(),
+            "phase": phase.name if phase else "done",
+        }
+        result["done"] = finished
+        return result
+
+    def _record_evaluation(self, evaluation: Mapping[str, Any]) -> None:
+        runners = evaluation.get("env_runners", {})
+        mean = runners.get("episode_return_mean")
+        if mean is None or not np.isfinite(mean):
+            return
+        self._metrics["eval/return_mean"] = float(mean)
+        env_id = self.config.env if isinstance(self.config.env, str) else ""
+        try:
+            self._metrics["eval/normalized_score"] = float(normalized_score(env_id, mean))
+        except ValueError:
+            pass  # environments without reference returns report raw returns only
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state["o2o"] = {
+            "phase_index": self.phase_index,
+            "phase_progress": self.phase_progress,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "completed_returns": list(self.completed_returns),
+            "dataset_hash": self.config.dataset_hash,
+        }
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        own = state.get("o2o")
+        if own is None:
+            return
+        if own["dataset_hash"] != self.config.dataset_hash:
+            raise ValueError(
+                f"checkpoint was trained on dataset {own['dataset_hash']}, this trial reads "
+                f"{self.config.dataset_hash}; refusing to continue on different data"
+            )
+        self.phase_index = own["phase_index"]
+        self.phase_progress = own["phase_progress"]
+        self.env_steps = own["env_steps"]
+        self.updates = own["updates"]
+        self.completed_returns = list(own["completed_returns"])
+        if self.current_phase is not None and self.current_phase.unit == "env_steps":
+            self._sync_weights()

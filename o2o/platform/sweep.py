@@ -1,0 +1,197 @@
+"""Tune specs → Ray Tune: seeds × datasets × grid, one RLlib Algorithm per trial, MLflow per trial.
+
+Everything that can be refused is refused before Ray is touched: the spec (schema, algorithm,
+hyperparameter names, values the algorithm's config rejects), the datasets (found, readable,
+valid, matching the environment's spaces). Datasets are converted once, in the driver, into
+the canonical Parquet cache; trials read that file through RLlib's offline reader.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from o2o.algorithms import config_class, hyperparameters
+from o2o.platform.data import DatasetError, ResolvedDataset, read_parquet, resolve_dataset, validate
+from o2o.platform.engine import O2OConfig
+from o2o.platform.spec import Spec, SpecError, load_spec
+
+TRACKED_PACKAGES = ("ray", "torch", "gymnasium", "mujoco", "minari", "mlflow", "numpy")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Where a finished sweep's results are."""
+
+    name: str
+    storage: Path
+    tracking_uri: str
+    experiment: str
+    trials: list[dict[str, Any]]  # per trial: trial_id, status, dataset, seed, final score
+
+
+def load(spec_path: str | Path) -> Spec:
+    """Load and validate a spec against the algorithm registry."""
+    return load_spec(spec_path, hyperparameters())
+
+
+def prepare_datasets(spec: Spec) -> dict[str, tuple[ResolvedDataset, str]]:
+    """Resolve and validate every dataset of the sweep; returns id → (dataset, env id)."""
+    prepared = {}
+    for name in spec.datasets:
+        resolved = resolve_dataset(name)
+        env_id = spec.env or resolved.env_id
+        if env_id is None:
+            raise DatasetError(f"dataset {name!r}: no environment recorded in it; set `env:` in the spec")
+        try:
+            env = gym.make(env_id)
+        except gym.error.Error as exc:
+            raise DatasetError(f"dataset {name!r}: environment {env_id!r} cannot be made: {exc}") from None
+        validate(read_parquet(resolved.parquet_path), env.observation_space, env.action_space, name)
+        env.close()
+        prepared[name] = (resolved, env_id)
+    return prepared
+
+
+def base_config(spec: Spec) -> O2OConfig:
+    """The algorithm config shared by every trial (datasets, seeds and grid vary per trial)."""
+    config = config_class(spec.algorithm)()
+    config.o2o(offline_updates=spec.budgets.offline_updates, online_env_steps=spec.budgets.online_env_steps)
+    config.training(**spec.hyperparameters)
+    config.evaluation(evaluation_interval=spec.evaluation.interval, evaluation_duration=spec.evaluation.episodes)
+    config.resources(num_cpus_for_main_process=spec.resources.cpus_per_trial)
+    config.learners(num_gpus_per_learner=spec.resources.gpus_per_trial)
+    return config
+
+
+def check_trials(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -> None:
+    """Build and validate each trial's config (cheap, no Ray) so a bad grid value fails now."""
+    for trial in spec.trials():
+        config = trial_config(spec, prepared, trial)
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise SpecError(f"spec {spec.name}: trial {trial}: {exc}") from None
+
+
+def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], trial: dict[str, Any]) -> O2OConfig:
+    """The full config of one trial."""
+    resolved, env_id = prepared[trial["dataset"]]
+    config = base_config(spec)
+    config.environment(env_id)
+    config.debugging(seed=trial["seed"])
+    config.training(**{k: v for k, v in trial.items() if k not in ("dataset", "seed")})
+    if spec.budgets.offline_updates > 0 or config.sampling_rule in ("union", "ratio"):
+        config.offline_data(input_=[str(resolved.parquet_path)])
+    config.o2o(dataset_id=resolved.dataset_id, dataset_hash=resolved.content_hash)
+    return config
+
+
+def run_tags(spec: Spec) -> dict[str, str]:
+    """Tags every MLflow run of the sweep carries: code and package versions, the spec."""
+    tags = {"o2o.spec": spec.name, "o2o.version": importlib.metadata.version("o2o")}
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+        tags["o2o.git_commit"] = sha
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    for name in TRACKED_PACKAGES:
+        try:
+            tags[f"version.{name}"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return tags
+
+
+def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, name: str | None = None) -> SweepResult:
+    """Run (or resume) the sweep a spec describes on the Ray this process finds or starts;
+    `name` replaces the spec's name (the quickstart gives each run its own)."""
+    import ray
+    from ray import tune
+
+    from o2o.platform.tracking import MLflowTracker
+
+    spec = load(spec_path)
+    if name is not None:
+        spec = spec.model_copy(update={"name": name})
+    prepared = prepare_datasets(spec)
+    check_trials(spec, prepared)
+    storage = Path(spec.storage_path())
+    experiment_dir = storage / spec.name
+    if resume and not experiment_dir.exists():
+        raise SpecError(f"spec {spec.name}: nothing to resume at {experiment_dir}")
+    if not resume and experiment_dir.exists():
+        raise SpecError(
+            f"spec {spec.name}: a sweep already exists at {experiment_dir}; "
+            "resume it with --resume, or change `name` or `storage`"
+        )
+    trials = spec.trials()
+    table = {
+        name: {"input_": [str(r.parquet_path)], "dataset_hash": r.content_hash, "env": env_id}
+        for name, (r, env_id) in prepared.items()
+    }
+    param_space = trial_config(spec, prepared, trials[0]).to_dict()
+    param_space["dataset_id"] = tune.grid_search(list(spec.datasets))
+    param_space["seed"] = tune.grid_search(spec.seed_list)
+    for key, values in spec.grid.items():
+        param_space[key] = tune.grid_search(list(values))
+    for key in ("input_", "dataset_hash", "env"):
+        param_space[key] = tune.sample_from(lambda s, key=key: table[s.config["dataset_id"]][key])
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=verbose > 1)
+    trainable = config_class(spec.algorithm)().algo_class
+    param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid]
+    tracker = MLflowTracker(
+        tracking_uri=spec.tracking_uri(),
+        experiment_name=spec.experiment_name,
+        sweep_name=spec.name,
+        param_keys=param_keys,
+        tags={**run_tags(spec), "o2o.algorithm": spec.algorithm},
+    )
+    run_config = tune.RunConfig(
+        name=spec.name,
+        storage_path=str(storage),
+        callbacks=[tracker],
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_frequency=spec.checkpoint.frequency,
+            checkpoint_at_end=True,
+            num_to_keep=spec.checkpoint.keep,
+        ),
+        failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+        verbose=verbose,
+    )
+    if resume:
+        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True, param_space=param_space)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials),
+            run_config=run_config,
+        )
+    grid = tuner.fit()
+    summary = []
+    for result in grid:
+        metrics = result.metrics or {}
+        config = result.config or {}
+        summary.append(
+            {
+                "trial_id": metrics.get("trial_id"),
+                "dataset": config.get("dataset_id"),
+                "seed": config.get("seed"),
+                "error": None if result.error is None else str(result.error).splitlines()[0],
+                "final_score": (metrics.get("o2o") or {}).get("eval/normalized_score"),
+                "run_id": tracker.run_id(metrics["trial_id"]) if metrics.get("trial_id") else None,
+            }
+        )
+    return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)

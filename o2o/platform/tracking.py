@@ -1,0 +1,210 @@
+"""MLflow tracking for Tune sweeps: one MLflow run per Tune trial, kept across restarts.
+
+The tracker is a Tune callback, so it lives in the driver and sees every trial's results; it
+uses an explicit `MlflowClient` (no global active run), since many trials log at once.
+
+Contract with the engine, which writes three keys into every training result:
+
+- ``result["o2o"]``: flat ``{metric name: float}`` (``eval/normalized_score``, ``offline/…``,
+  ``online/…``, ``perf/…``) — the only metrics logged; the rest of RLlib's result is not;
+- ``result["o2o_step"]``: a global monotone step (offline updates + env steps), MLflow's step;
+- ``result["o2o_tags"]``: ``{tag: str}`` (dataset id and hash, phase), set when they change.
+
+A trial that Tune restarts after a failure, or that a resumed sweep picks up with a new driver,
+continues the same MLflow run (found by its ``o2o.trial_id`` tag), and steps at or below the
+last one logged are dropped, so replayed iterations never duplicate points.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+SECRET_NAME = re.compile(r"token|secret|password|credential", re.IGNORECASE)
+"""Param and tag names that are never logged, whatever their value."""
+
+TAG_SWEEP = "o2o.sweep"
+TAG_TRIAL_ID = "o2o.trial_id"
+
+
+@dataclass
+class _RunState:
+    """What the tracker remembers about one trial's MLflow run."""
+
+    run_id: str
+    last_step: int = -1
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class MLflowTracker(Callback):
+    """Logs each Tune trial to its own MLflow run (see the module docstring for the contract)."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        sweep_name: str,
+        param_keys: Sequence[str],
+        tags: Mapping[str, str],
+    ) -> None:
+        """`param_keys` name the trial config entries to log as params (dotted keys look one
+        level into nested dicts); `tags` go on every run (code and package versions)."""
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.sweep_name = sweep_name
+        self.param_keys = list(param_keys)
+        self.tags = {k: str(v) for k, v in tags.items() if not SECRET_NAME.search(k)}
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+        self._runs: dict[str, _RunState] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the sweep; a resumed driver reconnects and finds its
+        # runs again by tag, so neither the client nor the per-run state travels.
+        state = self.__dict__.copy()
+        state.update(_client=None, _experiment_id=None, _runs={})
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client, created on first use (with the sqlite file's directory)."""
+        if self._client is None:
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id, creating the experiment if it does not exist."""
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            self._experiment_id = (
+                found.experiment_id
+                if found is not None
+                else self.client.create_experiment(self.experiment_name)
+            )
+        return self._experiment_id
+
+    def setup(self, **info: Any) -> None:
+        """Connect before the first trial, so a bad tracking URI fails the sweep at once."""
+        _ = self.experiment_id
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """Open the trial's run: the one already logged to if any (a restart), else a new one."""
+        state = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
+        if state is None:
+            state = self._create_run(trial)
+        else:
+            self.client.update_run(state.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        self._runs[trial.trial_id] = state
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
+        """Log the result's ``o2o`` metrics at ``o2o_step``, skipping steps already logged."""
+        metrics = result.get("o2o")
+        if not metrics:
+            return
+        if "o2o_step" not in result:
+            raise ValueError(f"trial {trial.trial_id}: result has 'o2o' metrics but no 'o2o_step'")
+        state = self._runs[trial.trial_id]
+        step = int(result["o2o_step"])
+        tags = {k: str(v) for k, v in result.get("o2o_tags", {}).items()}
+        changed = {k: v for k, v in tags.items() if state.tags.get(k) != v}
+        if step <= state.last_step and not changed:
+            return
+        now = int(time.time() * 1000)
+        points = (
+            [Metric(k, float(v), now, step) for k, v in metrics.items()]
+            if step > state.last_step
+            else []
+        )
+        self.client.log_batch(
+            state.run_id, metrics=points, tags=[RunTag(k, v) for k, v in changed.items()]
+        )
+        state.tags.update(changed)
+        state.last_step = max(state.last_step, step)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """Mark the run FINISHED."""
+        self._terminate(trial, RunStatus.FINISHED)
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """Mark the run FAILED (a later restart of the trial reopens it)."""
+        self._terminate(trial, RunStatus.FAILED)
+
+    def _terminate(self, trial: Trial, status: int) -> None:
+        state = self._runs.get(trial.trial_id)
+        if state is not None:
+            self.client.set_terminated(state.run_id, status=RunStatus.to_string(status))
+
+    def _find_run(self, trial_id: str) -> _RunState | None:
+        """The run a previous start of this trial logged to, with its last logged step."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_SWEEP}` = '{self.sweep_name}'"
+            ),
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
+        )
+        if not runs:
+            return None
+        run = runs[0]
+        last_step = max(
+            (
+                point.step
+                for key in run.data.metrics
+                for point in self.client.get_metric_history(run.info.run_id, key)
+            ),
+            default=-1,
+        )
+        # Tags the engine set are known, so they are not rewritten on the first result.
+        return _RunState(run.info.run_id, last_step, dict(run.data.tags))
+
+    def _create_run(self, trial: Trial) -> _RunState:
+        config = trial.config
+        name = trial.trial_id
+        if "dataset" in config and "seed" in config:
+            name = f"{config['dataset']}-s{config['seed']}-{trial.trial_id}"
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={**self.tags, TAG_SWEEP: self.sweep_name, TAG_TRIAL_ID: trial.trial_id},
+        )
+        params = [Param(key, str(value)) for key, value in self._params(config).items()]
+        self.client.log_batch(run.info.run_id, params=params)
+        return _RunState(run.info.run_id)
+
+    def _params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The configured param keys present in `config`, secret-named keys left out."""
+        found = {}
+        for key in self.param_keys:
+            if SECRET_NAME.search(key):
+                continue
+            if key in config:
+                found[key] = config[key]
+            elif "." in key:
+                head, tail = key.split(".", 1)
+                nested = config.get(head)
+                if isinstance(nested, Mapping) and tail in nested:
+                    found[key] = nested[tail]
+        return found

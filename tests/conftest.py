@@ -1,0 +1,34 @@
+"""Shared fixtures: one real Ray for the session, and an isolated o2o/Minari home with a small
+dataset made by the platform's own factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Datasets and caches of the whole session live in a temporary home; Ray workers inherit it.
+_HOME = Path(os.environ.setdefault("O2O_TEST_HOME", f"/tmp/o2o-tests-{os.getpid()}"))
+os.environ["O2O_HOME"] = str(_HOME / "o2o")
+os.environ["MINARI_DATASETS_PATH"] = str(_HOME / "minari")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A local Ray for every test that needs one (starting Ray costs tens of seconds here)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def hopper_random():  # noqa: ANN201 - ResolvedDataset
+    """3k transitions of uniform-random Hopper-v5, made by the factory (no policy needed)."""
+    from o2o.platform.factory import make_dataset
+
+    return make_dataset("hopper-random", size=3000, seed=0)

@@ -1,0 +1,99 @@
+"""The command line as a user runs it: datasets, a two-trial sweep recorded in a real sqlite
+MLflow store, its report, a resume that finds nothing left to do, and bad input refused with
+one line and exit status 2 before Ray is used."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from o2o.platform.cli import main
+
+
+def write_spec(tmp_path: Path, body: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+TINY = """\
+    name: tiny
+    algorithm: iql
+    datasets: [hopper-random]
+    budgets: {{offline_updates: 200, online_env_steps: 100}}
+    hyperparameters: {{updates_per_iteration: 100, env_steps_per_iteration: 100, train_batch_size_per_learner: 64}}
+    seeds: [0, 1]
+    resources: {{cpus_per_trial: 0.5}}
+    evaluation: {{interval: 100, episodes: 1}}
+    checkpoint: {{frequency: 2, keep: 1}}
+    storage: {storage}
+"""
+
+
+def test_datasets_make_list_info(hopper_random, capsys) -> None:
+    assert main(["datasets", "list"]) == 0
+    assert "o2o/hopper/random-v0" in capsys.readouterr().out
+    assert main(["datasets", "info", "hopper-random"]) == 0
+    out = capsys.readouterr().out
+    assert '"transitions": 3000' in out and hopper_random.content_hash in out
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path, capsys) -> None:
+    spec = write_spec(tmp_path, TINY.format(storage=tmp_path / "runs"))
+    assert main(["sweep", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "2/2 trials finished" in out
+
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["dataset_hash"] == hopper_random.content_hash
+        assert run.data.tags["o2o.algorithm"] == "iql"
+        assert "version.ray" in run.data.tags
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval/normalized_score")]
+        assert steps == sorted(set(steps)) and steps[-1] == 300  # 200 updates + 100 env steps, no duplicate
+
+    assert main(["report", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "hopper-random" in out
+    assert (tmp_path / "runs" / "tiny" / "report" / "scores.md").exists()
+
+    # a resumed sweep whose trials all finished runs nothing more and adds no run
+    assert main(["sweep", str(spec), "--resume"]) == 0
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("name: x\nalgorithm: dqn\ndatasets: [hopper-random]\nbudgets: {offline_updates: 1, online_env_steps: 0}\n", "unknown algorithm 'dqn'"),
+        ("name: x\nalgorithm: iql\ndatasets: [hopper-random]\nbudgets: {offline_updates: -5, online_env_steps: 0}\n", "budgets.offline_updates"),
+        ("name: x\nalgorithm: iql\ndatasets: [hopper-random]\nbudgets: {offline_updates: 1, online_env_steps: 0}\nhyperparams: {}\n", "hyperparams"),
+        ("name: x\nalgorithm: iql\ndatasets: [hopper-random]\nbudgets: {offline_updates: 1, online_env_steps: 0}\nhyperparameters: {expectil: 0.7}\n", "expectil"),
+        ("name: x\nalgorithm: iql\ndatasets: [no-such-dataset]\nbudgets: {offline_updates: 1, online_env_steps: 0}\n", "no-such-dataset"),
+        ("name: x\nalgorithm: iql\ndatasets: [hopper-random]\nenv: HalfCheetah-v5\nbudgets: {offline_updates: 1, online_env_steps: 0}\n", "dim"),
+        ("name: x\nalgorithm: iql\ndatasets: [hopper-random]\nenv: NoSuchEnv-v0\nbudgets: {offline_updates: 1, online_env_steps: 0}\n", "NoSuchEnv-v0"),
+        ("name: x\nalgorithm: iql\ndatasets: [hopper-random]\nbudgets: {offline_updates: 1, online_env_steps: 0}\nhyperparameters: {expectile: 1.5}\n", "expectile"),
+        ("!!python/object/apply:os.system ['echo pwned']\n", "spec"),
+    ],
+)
+def test_bad_input_is_refused_before_ray(hopper_random, tmp_path, capsys, body: str, message: str) -> None:
+    spec = write_spec(tmp_path, body + f"storage: {tmp_path / 'runs'}\n" if not body.startswith("!!") else body)
+    assert main(["sweep", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("o2o: error:") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs" / "x").exists()  # nothing half-written
+
+
+def test_unknown_dataset_level_is_refused(capsys) -> None:
+    assert main(["datasets", "make", "hopper-superb"]) == 2
+    assert "unknown level 'superb'" in capsys.readouterr().err

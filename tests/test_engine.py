@@ -1,0 +1,142 @@
+"""The engine's promises, on real Ray, a real MuJoCo env and a real dataset: phases run in
+order with their budgets, the hand-off gives EnvRunners the learner's weights, a checkpoint
+restores the online buffer, a seed reproduces the offline phase, a NaN loss stops the trial."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from o2o.algorithms.iql import IQLAlgorithm, IQLConfig
+from o2o.algorithms.iql.learner import awr_loss, expectile_loss
+from o2o.platform.replay import ReplayStore, Sampling, transition_columns
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def tiny_iql(dataset, **o2o) -> IQLConfig:  # noqa: ANN001
+    settings = dict(offline_updates=300, online_env_steps=200, updates_per_iteration=100, env_steps_per_iteration=100)
+    settings.update(o2o)
+    return (
+        IQLConfig()
+        .environment("Hopper-v5")
+        .offline_data(input_=[str(dataset.parquet_path)])
+        .o2o(dataset_id=dataset.dataset_id, dataset_hash=dataset.content_hash, **settings)
+        .training(train_batch_size_per_learner=64)
+        .evaluation(evaluation_interval=100, evaluation_duration=1)
+        .debugging(seed=0)
+    )
+
+
+def learner(algo):  # noqa: ANN001, ANN201
+    return algo.learner_group._learner
+
+
+def test_phases_run_in_order_and_hand_off_weights(hopper_random) -> None:
+    algo = tiny_iql(hopper_random).build_algo()
+    try:
+        phases, losses = [], []
+        while True:
+            result = algo.train()
+            phases.append(result["o2o_tags"]["phase"])
+            if "offline/critic_loss" in result["o2o"] and result["o2o"]["counters/env_steps"] == 0:
+                losses.append(result["o2o"]["offline/critic_loss"])
+            if result["done"]:
+                break
+        # three offline iterations, then two online ones, then done — the budgets, exactly.
+        assert phases == ["offline", "offline", "online", "online", "done"]
+        assert result["o2o"]["counters/env_steps"] == 200
+        assert result["o2o"]["counters/updates"] == 300 + 200
+        assert learner(algo).replay.n_online == 200
+        # offline updates fit the critic: its TD error falls
+        assert losses[-1] < losses[0]
+        # an evaluation ran at each phase's end and reports a normalized score
+        assert np.isfinite(result["o2o"]["eval/normalized_score"])
+        # after the hand-off the EnvRunner acts with exactly the learner's actor
+        learner_actor = learner(algo).net.actor.state_dict()
+        runner_actor = algo.env_runner.module.actor.state_dict()
+        for key, value in learner_actor.items():
+            assert torch.equal(value, runner_actor[key]), key
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_restores_online_buffer_and_continues(hopper_random, tmp_path) -> None:
+    algo = tiny_iql(hopper_random, offline_updates=100, online_env_steps=300).build_algo()
+    try:
+        for _ in range(2):  # one offline iteration, one online iteration of 100 env steps
+            algo.train()
+        before = learner(algo).replay.get_state()
+        weights = {k: v.clone() for k, v in learner(algo).net.state_dict().items()}
+        algo.save_to_path(tmp_path / "ckpt")
+    finally:
+        algo.stop()
+
+    restored = IQLAlgorithm.from_checkpoint(tmp_path / "ckpt")
+    try:
+        store = learner(restored).replay
+        assert store.n_online == 100
+        np.testing.assert_array_equal(store.get_state()["online_rows"], before["online_rows"])
+        for key, value in learner(restored).net.state_dict().items():
+            assert torch.equal(value, weights[key]), key
+        assert restored.current_phase.name == "online" and restored.env_steps == 100
+        result = restored.train()
+        assert result["o2o"]["counters/env_steps"] == 200
+        # the continued trial kept every transition it had and appended the new ones
+        rows = store.get_state()["online_rows"]
+        assert len(rows) == 200
+        np.testing.assert_array_equal(rows[:100], before["online_rows"])
+    finally:
+        restored.stop()
+
+
+def test_same_seed_same_offline_result(hopper_random) -> None:
+    params = []
+    for _ in range(2):
+        algo = tiny_iql(hopper_random, offline_updates=100, online_env_steps=0).build_algo()
+        try:
+            algo.train()
+            params.append({k: v.clone() for k, v in learner(algo).net.state_dict().items()})
+        finally:
+            algo.stop()
+    for key in params[0]:
+        assert torch.equal(params[0][key], params[1][key]), key
+
+
+def test_nan_loss_stops_with_a_clear_error(hopper_random) -> None:
+    algo = tiny_iql(hopper_random).training(lr=1e30).build_algo()
+    try:
+        with pytest.raises(FloatingPointError, match="non-finite .* in the offline phase"):
+            for _ in range(3):
+                algo.train()
+    finally:
+        algo.stop()
+
+
+def test_expectile_loss_hand_computed() -> None:
+    diff = torch.tensor([1.0, -2.0, 0.5])
+    # τ = 0.7: weights 0.7, 0.3, 0.7 on squared differences 1, 4, 0.25 → mean of 0.7, 1.2, 0.175
+    assert expectile_loss(diff, 0.7).item() == pytest.approx((0.7 + 1.2 + 0.175) / 3)
+
+
+def test_awr_weight_is_clipped() -> None:
+    log_prob = torch.tensor([1.0, 1.0])
+    advantage = torch.tensor([10.0, 0.0])
+    # exp(3·10) is clipped at 100; exp(0) = 1
+    assert awr_loss(log_prob, advantage, 3.0, 100.0).item() == pytest.approx(-(100 + 1) / 2)
+
+
+def test_replay_rules_draw_from_the_right_rows() -> None:
+    columns = transition_columns(2, 1)
+    offline = {k: np.zeros((10, w)) if w > 1 else np.zeros(10) for k, w in columns.items()}
+    store = ReplayStore(columns, offline, online_capacity=4, device=torch.device("cpu"), seed=0)
+    with pytest.raises(RuntimeError, match="needs online transitions"):
+        store.sample_indices(8, Sampling("online"))
+    online = {k: np.ones((6, w)) if w > 1 else np.ones(6) for k, w in columns.items()}
+    store.add_online(online)  # 6 rows into a ring of 4: the oldest 2 are overwritten
+    assert store.n_online == 4 and store.total_added == 6
+    assert (store.sample_indices(100, Sampling("online")) >= 10).all()
+    assert (store.sample_indices(100, Sampling("offline")) < 10).all()
+    mixed = store.sample_indices(100, Sampling("ratio", 0.25))
+    assert (mixed[:25] < 10).all() and (mixed[25:] >= 10).all()

@@ -1,0 +1,143 @@
+"""build_report against a real sqlite MLflow store filled with known metric histories.
+
+Protects what a paper table depends on: a run's score is its last evaluation, the mean and 95%
+bootstrap CI over seeds, rliable's IQM across datasets, which runs count (finished, this
+sweep), the curve PNGs, and one-line errors when there is nothing to report.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from o2o.platform.report import build_report, format_table
+
+METRIC = "eval/normalized_score"
+STEPS = [0, 100, 200, 300, 400]
+FINAL = {
+    ("iql", "hopper-medium"): [50.0, 55.0, 60.0],
+    ("iql", "walker2d-medium"): [70.0, 72.0, 74.0],
+    ("calql", "hopper-medium"): [80.0, 85.0, 90.0],
+    ("calql", "walker2d-medium"): [88.0, 90.0, 92.0],
+}
+
+
+def _log_run(client, experiment_id, algorithm, dataset, seed, final, sweep="s1", status="FINISHED"):
+    run = client.create_run(
+        experiment_id,
+        tags={"o2o.algorithm": algorithm, "dataset_id": dataset, "o2o.sweep": sweep},
+    )
+    # A rising curve that ends at `final`: the score must be the LAST value, not the max/mean.
+    values = [final * k / 4 for k in range(4)] + [final]
+    values[2] = final + 50.0  # a peak mid-training that a "best" score would wrongly pick
+    metrics = [Metric(METRIC, v, 1000 + i, step) for i, (step, v) in enumerate(zip(STEPS, values))]
+    client.log_batch(run.info.run_id, metrics=metrics, params=[Param("seed", str(seed))])
+    client.set_terminated(run.info.run_id, status=status)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("paper")
+    for (algorithm, dataset), finals in FINAL.items():
+        for seed, final in enumerate(finals):
+            _log_run(client, experiment_id, algorithm, dataset, seed, final)
+    # Runs that must not count: a failed run, and a run of another sweep.
+    _log_run(client, experiment_id, "iql", "hopper-medium", 3, 0.0, status="FAILED")
+    _log_run(client, experiment_id, "iql", "hopper-medium", 4, 0.0, sweep="other")
+    # A run that never evaluated (crashed before its first evaluation) is skipped.
+    run = client.create_run(experiment_id, tags={"o2o.algorithm": "iql", "dataset_id": "x"})
+    client.log_batch(run.info.run_id, tags=[RunTag("o2o.sweep", "s1")])
+    client.set_terminated(run.info.run_id)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    return build_report(store, "paper", tmp_path_factory.mktemp("out"), sweep="s1")
+
+
+def test_scores_are_last_values_averaged_over_seeds(report) -> None:
+    rows = {(r.algorithm, r.dataset): r for r in report.rows}
+    assert set(rows) == set(FINAL), "one row per (algorithm, dataset); failed/other-sweep runs out"
+    for key, finals in FINAL.items():
+        assert rows[key].n_seeds == 3
+        assert rows[key].mean == pytest.approx(np.mean(finals)), "score = final evaluation"
+
+
+def test_ci_is_a_percentile_bootstrap_over_seeds(report) -> None:
+    rng = np.random.default_rng(123)
+    for row in report.rows:
+        finals = np.array(FINAL[(row.algorithm, row.dataset)])
+        assert row.ci_low <= row.mean <= row.ci_high
+        means = finals[rng.integers(0, len(finals), size=(20000, len(finals)))].mean(axis=1)
+        low, high = np.percentile(means, [2.5, 97.5])
+        spread = finals.max() - finals.min()
+        assert row.ci_low == pytest.approx(low, abs=0.1 * spread)
+        assert row.ci_high == pytest.approx(high, abs=0.1 * spread)
+
+
+def test_single_seed_ci_is_the_point(store: str, tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri=store)
+    _log_run(client, client.create_experiment("one"), "iql", "hopper-medium", 0, 42.0)
+    (row,) = build_report(store, "one", tmp_path).rows
+    assert (row.n_seeds, row.mean, row.ci_low, row.ci_high) == (1, 42.0, 42.0, 42.0)
+
+
+def test_iqm_orders_algorithms_and_brackets_its_point(report) -> None:
+    assert set(report.iqm) == {"iql", "calql"}
+    for value, low, high in report.iqm.values():
+        assert low <= value <= high
+    iql, calql = report.iqm["iql"][0], report.iqm["calql"][0]
+    # rliable's IQM is scipy's 25%-trimmed mean over all 6 dataset × seed scores: one score
+    # trimmed from each end, so IQL = mean(55, 60, 70, 72), Cal-QL = mean(85, 88, 90, 90).
+    assert iql == pytest.approx(64.25)
+    assert calql == pytest.approx(88.25)
+
+
+def test_curve_pngs_are_written(report) -> None:
+    names = sorted(p.name for p in report.curve_paths)
+    assert names == ["curve_hopper-medium.png", "curve_walker2d-medium.png"]
+    for path in report.curve_paths:
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", "a valid PNG"
+        assert len(data) > 10_000, "a plot, not an empty canvas"
+
+
+def test_markdown_and_csv_tables(report) -> None:
+    text = report.table_path.read_text()
+    assert text == format_table(report)
+    assert "| algorithm | dataset | seeds | score mean [95% CI] |" in text
+    assert "| iql | hopper-medium | 3 | 55.0 [" in text
+    assert "| calql | walker2d-medium | 3 | 90.0 [" in text
+    assert "IQM" in text
+    with (report.table_path.parent / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    assert {(r["algorithm"], r["dataset"], r["n_seeds"]) for r in rows} == {
+        (a, d, "3") for a, d in FINAL
+    }
+
+
+def test_unfinished_runs_count_only_when_asked(store, tmp_path: Path) -> None:
+    report = build_report(store, "paper", tmp_path, sweep="s1", include_unfinished=True)
+    row = next(r for r in report.rows if (r.algorithm, r.dataset) == ("iql", "hopper-medium"))
+    assert row.n_seeds == 4 and row.mean == pytest.approx((50 + 55 + 60 + 0) / 4)
+
+
+def test_errors_are_one_clear_line(store, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="experiment 'nope' not found"):
+        build_report(store, "nope", tmp_path)
+    with pytest.raises(ValueError, match="metric 'eval/missing' was never logged"):
+        build_report(store, "paper", tmp_path, metric="eval/missing")
+    with pytest.raises(ValueError, match="sweep 'ghost' has no finished runs"):
+        build_report(store, "paper", tmp_path, sweep="ghost")
+    with pytest.raises(ValueError, match="no MLflow store at"):
+        build_report(f"sqlite:///{tmp_path}/absent.db", "paper", tmp_path)
