@@ -21,7 +21,14 @@ def ray_session() -> Iterator[None]:
     """A local Ray for every test that needs one (starting Ray costs tens of seconds here)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # a raylet slow to register (loaded machine) times out after 30 s
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield
     ray.shutdown()
 

@@ -12,9 +12,6 @@ from o2o.algorithms.iql import IQLAlgorithm, IQLConfig
 from o2o.algorithms.iql.learner import awr_loss, expectile_loss
 from o2o.platform.replay import ReplayStore, Sampling, transition_columns
 
-pytestmark = pytest.mark.usefixtures("ray_session")
-
-
 def tiny_iql(dataset, **o2o) -> IQLConfig:  # noqa: ANN001
     settings = dict(offline_updates=300, online_env_steps=200, updates_per_iteration=100, env_steps_per_iteration=100)
     settings.update(o2o)
@@ -33,6 +30,7 @@ def learner(algo):  # noqa: ANN001, ANN201
     return algo.learner_group._learner
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_phases_run_in_order_and_hand_off_weights(hopper_random) -> None:
     algo = tiny_iql(hopper_random).build_algo()
     try:
@@ -62,6 +60,7 @@ def test_phases_run_in_order_and_hand_off_weights(hopper_random) -> None:
         algo.stop()
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_checkpoint_restores_online_buffer_and_continues(hopper_random, tmp_path) -> None:
     algo = tiny_iql(hopper_random, offline_updates=100, online_env_steps=300).build_algo()
     try:
@@ -91,6 +90,7 @@ def test_checkpoint_restores_online_buffer_and_continues(hopper_random, tmp_path
         restored.stop()
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_same_seed_same_offline_result(hopper_random) -> None:
     params = []
     for _ in range(2):
@@ -104,6 +104,7 @@ def test_same_seed_same_offline_result(hopper_random) -> None:
         assert torch.equal(params[0][key], params[1][key]), key
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_nan_loss_stops_with_a_clear_error(hopper_random) -> None:
     algo = tiny_iql(hopper_random).training(lr=1e30).build_algo()
     try:

@@ -32,12 +32,10 @@ def uri(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    # Workers cannot import this test module by name; ship its trainables by value instead.
+def ray_with_this_module(ray_session) -> None:
+    """The session's Ray; workers cannot import this test module by name, so its trainables
+    travel by value."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def steady(config: dict) -> None:

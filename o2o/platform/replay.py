@@ -78,7 +78,8 @@ class ReplayStore:
     def add_online(self, data: Mapping[str, np.ndarray]) -> None:
         """Append online transitions, overwriting the oldest online rows once the ring is full."""
         rows = torch.from_numpy(self._pack(data)).to(self.device)
-        if len(rows) > self.capacity:
+        if len(rows) > self.capacity:  # only the newest `capacity` rows survive the write
+            self.total_added += len(rows) - self.capacity
             rows = rows[-self.capacity :]
         start = self.total_added % self.capacity
         first = min(len(rows), self.capacity - start)

@@ -180,6 +180,7 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
             run_config=run_config,
         )
     grid = tuner.fit()
+    runs = _runs_by_trial(spec)
     summary = []
     for result in grid:
         metrics = result.metrics or {}
@@ -191,7 +192,21 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
                 "seed": config.get("seed"),
                 "error": None if result.error is None else str(result.error).splitlines()[0],
                 "final_score": (metrics.get("o2o") or {}).get("eval/normalized_score"),
-                "run_id": tracker.run_id(metrics["trial_id"]) if metrics.get("trial_id") else None,
+                "run_id": runs.get(metrics.get("trial_id")),
             }
         )
     return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)
+
+
+def _runs_by_trial(spec: Spec) -> dict[str, str]:
+    """MLflow run id of each trial of the sweep, from the tracker's tags."""
+    from mlflow.tracking import MlflowClient
+
+    from o2o.platform.tracking import TAG_SWEEP, TAG_TRIAL_ID
+
+    client = MlflowClient(spec.tracking_uri())
+    experiment = client.get_experiment_by_name(spec.experiment_name)
+    if experiment is None:
+        return {}
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_SWEEP}` = '{spec.name}'")
+    return {r.data.tags[TAG_TRIAL_ID]: r.info.run_id for r in runs if TAG_TRIAL_ID in r.data.tags}

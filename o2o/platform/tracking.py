@@ -183,8 +183,8 @@ class MLflowTracker(Callback):
     def _create_run(self, trial: Trial) -> _RunState:
         config = trial.config
         name = trial.trial_id
-        if "dataset" in config and "seed" in config:
-            name = f"{config['dataset']}-s{config['seed']}-{trial.trial_id}"
+        if "dataset_id" in config and "seed" in config:
+            name = f"{config['dataset_id']}-s{config['seed']}-{trial.trial_id}"
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
