@@ -4,6 +4,7 @@ dataset made by the platform's own factory."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +22,15 @@ def ray_session() -> Iterator[None]:
     """A local Ray for every test that needs one (starting Ray costs tens of seconds here)."""
     import ray
 
-    for attempt in range(3):  # a raylet slow to register (loaded machine) times out after 30 s
+    for attempt in range(3):
         try:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             break
         except Exception:
+            # A raylet that misses its 30 s registration window (a starved machine) leaves its
+            # GCS and agents running; stop them before trying again, or they starve the retry.
             ray.shutdown()
+            subprocess.run(["ray", "stop", "--force"], capture_output=True, check=False)
             if attempt == 2:
                 raise
     yield
