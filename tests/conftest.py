@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def ray_session() -> Iterator[None]:
             # A raylet that misses its 30 s registration window (a starved machine) leaves its
             # GCS and agents running; stop them before trying again, or they starve the retry.
             ray.shutdown()
-            subprocess.run(["ray", "stop", "--force"], capture_output=True, check=False)
+            subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, check=False)
             if attempt == 2:
                 raise
     yield
