@@ -60,7 +60,8 @@ def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path,
         assert run.data.tags["o2o.algorithm"] == "iql"
         assert "version.ray" in run.data.tags
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval/normalized_score")]
-        assert steps == sorted(set(steps)) and steps[-1] == 300  # 200 updates + 100 env steps, no duplicate
+        # step = updates + env steps: 200 offline + 100 online updates + 100 env steps; no duplicates
+        assert steps == sorted(set(steps)) and steps[-1] == 400
 
     assert main(["report", str(spec)]) == 0
     out = capsys.readouterr().out
