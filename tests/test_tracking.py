@@ -20,7 +20,7 @@ from ray import tune
 from o2o.platform.tracking import TAG_SWEEP, TAG_TRIAL_ID, MLflowTracker
 
 DATASETS = ["hopper-medium", "walker2d-medium"]
-PARAM_KEYS = ["dataset", "seed", "lr", "api_token", "model.hidden", "absent"]
+PARAM_KEYS = ["dataset_id", "seed", "lr", "api_token", "model.hidden", "absent"]
 STEPS = [0, 10, 20, 30, 40]
 
 
@@ -45,7 +45,7 @@ def steady(config: dict) -> None:
             {
                 "o2o": {"eval/normalized_score": float(i), "offline/critic_loss": 1.0 / (i + 1)},
                 "o2o_step": i * 10,
-                "o2o_tags": {"dataset_id": config["dataset"]},
+                "o2o_tags": {"dataset_id": config["dataset_id"]},
                 "not_o2o": 123.0,
             }
         )
@@ -59,7 +59,7 @@ def flaky(config: dict) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             start = int(Path(d, "i").read_text()) + 1
-    marker = Path(config["marker_dir"], f"failed-{config['dataset']}")
+    marker = Path(config["marker_dir"], f"failed-{config['dataset_id']}")
     for i in range(start, 5):
         if i == 3 and not marker.exists():
             marker.touch()
@@ -68,7 +68,7 @@ def flaky(config: dict) -> None:
             "o2o": {"eval/normalized_score": float(i)},
             "o2o_step": i * 10,
             "o2o_tags": {
-                "dataset_id": config["dataset"],
+                "dataset_id": config["dataset_id"],
                 "phase": "online" if i >= 2 else "offline",
             },
         }
@@ -95,7 +95,7 @@ def _tuner(
 ) -> tune.Tuner:
     return tune.Tuner(
         trainable,
-        param_space={"dataset": tune.grid_search(DATASETS), "seed": 0, **extra},
+        param_space={"dataset_id": tune.grid_search(DATASETS), "seed": 0, **extra},
         run_config=tune.RunConfig(
             name=sweep,
             storage_path=str(tmp_path / "runs"),
@@ -128,8 +128,8 @@ def test_one_run_per_trial_with_params_tags_metrics(uri: str, tmp_path: Path) ->
     assert {r.data.tags[TAG_TRIAL_ID] for r in runs} == trial_ids
     for run in runs:
         params, tags = run.data.params, run.data.tags
-        dataset = params["dataset"]
-        assert params == {"dataset": dataset, "seed": "0", "lr": "0.0003", "model.hidden": "64"}, (
+        dataset = params["dataset_id"]
+        assert params == {"dataset_id": dataset, "seed": "0", "lr": "0.0003", "model.hidden": "64"}, (
             "configured keys logged as str, dotted keys looked up one level deep, "
             "secret-named keys and absent keys left out"
         )

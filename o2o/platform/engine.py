@@ -64,6 +64,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.util.debug import log_once
 
 from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.replay import SAMPLING_RULES, ReplayStore, Sampling, transition_columns
@@ -174,9 +175,13 @@ class O2OConfig(AlgorithmConfig):
     def hyperparameter_names(cls) -> set[str]:
         """Fields a tune spec may set: the engine's and the method's documented fields."""
         base = set(vars(AlgorithmConfig()))
-        return {k for k in vars(cls()) if k not in base or k in ("lr", "gamma", "train_batch_size_per_learner")} - {
+        own = {k for k in vars(cls()) if k not in base}
+        # The budgets are the spec's `budgets` section; the dataset fields are set per trial.
+        return (own | {"lr", "gamma", "train_batch_size_per_learner"}) - {
             "dataset_id",
             "dataset_hash",
+            "offline_updates",
+            "online_env_steps",
         }
 
     @property
@@ -192,6 +197,9 @@ class O2OConfig(AlgorithmConfig):
         return RLModuleSpec(module_class=self.module_class, model_config=self.network_config())
 
     def validate(self) -> None:
+        # o2o runs only on RLlib's new API stack; RLlib's once-per-process notice that it is
+        # the default says nothing to our users, so it is marked as already shown.
+        log_once(f"{self.algo_class.__name__}_on_new_api_stack")
         super().validate()
         if self.offline_updates < 0 or self.online_env_steps < 0:
             self._value_error("budgets must be >= 0")

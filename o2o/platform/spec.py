@@ -63,7 +63,8 @@ class Resources(_Strict):
     gpus_per_trial: float = Field(0.0, ge=0)
     """Fractional below 1 (e.g. 0.25 packs four trials on a GPU); a whole number above 1."""
     max_concurrent_trials: int | None = Field(None, gt=0)
-    """Upper bound on trials running at once; None lets Ray's free resources decide."""
+    """Upper bound on trials running at once; None: as many as fit while one CPU of the
+    cluster stays free for Ray Data's dataset reads (see `sweep.concurrent_trials`)."""
 
     @field_validator("gpus_per_trial")
     @classmethod

@@ -66,7 +66,9 @@ def base_config(spec: Spec) -> O2OConfig:
     config.training(**spec.hyperparameters)
     config.evaluation(evaluation_interval=spec.evaluation.interval, evaluation_duration=spec.evaluation.episodes)
     config.resources(num_cpus_for_main_process=spec.resources.cpus_per_trial)
-    config.learners(num_gpus_per_learner=spec.resources.gpus_per_trial)
+    # The learner runs in the trial's process (num_learners=0): RLlib reserves
+    # max(num_cpus_per_learner, main process) for it, so both are the trial's CPUs.
+    config.learners(num_gpus_per_learner=spec.resources.gpus_per_trial, num_cpus_per_learner=spec.resources.cpus_per_trial)
     return config
 
 
@@ -77,7 +79,7 @@ def check_trials(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -
         try:
             config.validate()
         except ValueError as exc:
-            raise SpecError(f"spec {spec.name}: trial {trial}: {exc}") from None
+            raise SpecError(f"spec {spec.name}: trial {trial}: {str(exc).splitlines()[0]}") from None
 
 
 def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], trial: dict[str, Any]) -> O2OConfig:
@@ -91,6 +93,24 @@ def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], t
         config.offline_data(input_=[str(resolved.parquet_path)])
     config.o2o(dataset_id=resolved.dataset_id, dataset_hash=resolved.content_hash)
     return config
+
+
+def concurrent_trials(spec: Spec, cluster_cpus: float) -> int:
+    """Trials that may run at once so that one CPU stays free for the dataset read.
+
+    Each trial reads its dataset through RLlib's offline reader (Ray Data), whose listing and
+    read tasks need a whole free CPU outside the trials' reservations; trials that take every
+    CPU wait on them forever. The spec's `max_concurrent_trials` can only lower this.
+    """
+    fit = int((cluster_cpus - 1.0) // spec.resources.cpus_per_trial)
+    if fit < 1:
+        raise SpecError(
+            f"spec {spec.name}: resources.cpus_per_trial={spec.resources.cpus_per_trial} leaves no "
+            f"CPU free for reading the dataset on this {cluster_cpus:g}-CPU Ray cluster; "
+            f"use at most {max(cluster_cpus - 1.0, 0):g}"
+        )
+    cap = spec.resources.max_concurrent_trials
+    return fit if cap is None else min(cap, fit)
 
 
 def run_tags(spec: Spec) -> dict[str, str]:
@@ -149,6 +169,7 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=verbose > 1)
+    max_concurrent = concurrent_trials(spec, ray.cluster_resources().get("CPU", 0.0))
     trainable = config_class(spec.algorithm)().algo_class
     param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid]
     tracker = MLflowTracker(
@@ -176,7 +197,7 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials),
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=run_config,
         )
     grid = tuner.fit()

@@ -93,9 +93,15 @@ class MLflowTracker(Callback):
             self._experiment_id = (
                 found.experiment_id
                 if found is not None
-                else self.client.create_experiment(self.experiment_name)
+                else self.client.create_experiment(self.experiment_name, artifact_location=self._artifacts())
             )
         return self._experiment_id
+
+    def _artifacts(self) -> str | None:
+        """Artifacts of a sqlite store live beside its file; a server chooses its own."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return Path(self.tracking_uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").as_uri()
+        return None
 
     def setup(self, **info: Any) -> None:
         """Connect before the first trial, so a bad tracking URI fails the sweep at once."""
