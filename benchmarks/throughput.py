@@ -250,12 +250,30 @@ def peak_memory_1m() -> dict:
     return {"rss_before_mb": base / 1024, "rss_peak_mb": peak / 1024, "store_mb": store / 2**20}
 
 
+def peak_memory_trial(parquet: str) -> dict:
+    """Peak RSS of a fresh process that builds an IQL trial on `parquet` the way a sweep does:
+    RLlib's offline reader (Ray Data, materialized), validation, the learner's replay store."""
+    code = (
+        "import resource, ray, sys, gymnasium as gym;"
+        "from o2o.algorithms.iql import IQLConfig;"
+        "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False);"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        f"c = IQLConfig().environment('Hopper-v5').offline_data(input_=[{parquet!r}]).o2o(offline_updates=1);"
+        "a = c.build_algo(); n = a.learner_group._learner.replay.n_offline;"
+        "print(n, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    n, base, peak = (int(x) for x in out[-3:])
+    return {"transitions": n, "rss_before_mb": base / 1024, "rss_peak_mb": peak / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=["offline", "online", "memory"], default=None)
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trial-parquet", default=None, help="also measure a whole trial's peak memory on this canonical Parquet (e.g. hopper-medium's, 1M rows)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = {"torch_threads": torch.get_num_threads(), "max_rss_mb_driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -265,6 +283,8 @@ def main() -> None:
         results["online"] = bench_online(args.steps, args.rounds)
     if args.only in (None, "memory"):
         results["memory_1m"] = peak_memory_1m()
+        if args.trial_parquet:
+            results["memory_trial"] = peak_memory_trial(args.trial_parquet)
     print(json.dumps(results, indent=2))
 
 

@@ -214,3 +214,11 @@ def test_without_a_registry_only_the_schema_is_checked() -> None:
         }
     )
     assert spec.trials() == [{"dataset": "d", "seed": 0, "whatever": 1}]
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("tune_specs/*.yaml")), ids=lambda p: p.name)
+def test_committed_specs_load_against_the_registry(path: Path) -> None:
+    from o2o.platform.sweep import load
+
+    spec = load(path)
+    assert spec.trials(), "a committed spec expands to at least one trial"

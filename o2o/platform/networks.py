@@ -2,9 +2,9 @@
 
 The Q-ensemble is one batched module: N critics are N slices of one weight tensor, so a forward
 pass is one batched matmul per layer whatever N is (2 for TD3/SAC/IQL, 10 for RLPD and E2O).
-Actors come in the two shapes the base papers use: a tanh-squashed Gaussian (SAC, CQL, Cal-QL)
-and a Gaussian with a tanh mean and state-independent log-std (IQL, AWAC), whose log-likelihood
-of dataset actions is exact.
+Actors come in the three shapes the base papers use: a tanh-squashed Gaussian (SAC, CQL,
+Cal-QL), a Gaussian with a tanh mean and state-independent log-std (IQL, AWAC), whose
+log-likelihood of dataset actions is exact, and a deterministic tanh actor (TD3 and its kin).
 """
 
 from __future__ import annotations
@@ -147,6 +147,26 @@ class GaussianActor(nn.Module):
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean(obs)
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(μ(s)): TD3's actor (TD3+BC, SPOT and PEX build on it); exploration adds
+    Gaussian noise outside the network."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+    def noisy(self, obs: torch.Tensor, std: float, clip: float | None = None) -> torch.Tensor:
+        """μ(s) + ε, ε ~ N(0, std²) (clipped to ±clip if given), kept in [−1, 1]."""
+        action = self(obs)
+        noise = torch.randn_like(action) * std
+        if clip is not None:
+            noise = noise.clamp(-clip, clip)
+        return (action + noise).clamp(-1.0, 1.0)
 
 
 @torch.no_grad()

@@ -3,4 +3,7 @@
 from o2o.algorithms.iql.algorithm import IQLAlgorithm
 from o2o.algorithms.iql.config import IQLConfig
 
-__all__ = ["IQLAlgorithm", "IQLConfig"]
+CONFIG = IQLConfig
+"""The config class the registry finds this algorithm by."""
+
+__all__ = ["CONFIG", "IQLAlgorithm", "IQLConfig"]

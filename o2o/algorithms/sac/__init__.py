@@ -3,4 +3,7 @@
 from o2o.algorithms.sac.algorithm import SACAlgorithm
 from o2o.algorithms.sac.config import SACConfig
 
-__all__ = ["SACAlgorithm", "SACConfig"]
+CONFIG = SACConfig
+"""The config class the registry finds this algorithm by."""
+
+__all__ = ["CONFIG", "SACAlgorithm", "SACConfig"]

@@ -1,0 +1,115 @@
+"""The conformance suite: what every registered algorithm must do on the engine.
+
+An algorithm is done only when it passes here, on real Ray, a real Hopper-v5 and a real
+factory dataset: it builds from its config; offline updates change its weights and drive its
+critic's TD error (the `critic_loss` metric every learner reports) down; the hand-off gives the
+EnvRunner the learner's weights; online steps fill the online buffer; a checkpoint restores the
+weights and the buffer exactly and the trial continues; the same seed reproduces the offline
+phase; a NaN loss stops the trial with a clear error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from o2o.algorithms import REGISTRY, config_class
+from o2o.platform.engine import O2OAlgorithm, O2OConfig
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def tiny(name: str, dataset, **o2o) -> O2OConfig:  # noqa: ANN001 - ResolvedDataset
+    """Algorithm `name` with budgets small enough for CI: 3 offline iterations of 100 updates,
+    then online iterations of 50 env steps from the first step, no evaluation."""
+    settings = dict(
+        offline_updates=300,
+        online_env_steps=150,
+        updates_per_iteration=100,
+        env_steps_per_iteration=50,
+        random_steps=0,
+        learning_starts=0,
+    )
+    settings.update(o2o)
+    return (
+        config_class(name)()
+        .environment("Hopper-v5")
+        .offline_data(input_=[str(dataset.parquet_path)])
+        .o2o(dataset_id=dataset.dataset_id, dataset_hash=dataset.content_hash, **settings)
+        .training(train_batch_size_per_learner=64)
+        .evaluation(evaluation_interval=0)
+        .debugging(seed=0)
+    )
+
+
+def weights(algo: O2OAlgorithm) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in algo.learner_group._learner.net.state_dict().items()}
+
+
+def replay(algo: O2OAlgorithm):  # noqa: ANN201 - ReplayStore
+    return algo.learner_group._learner.replay
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_learns_offline_hands_off_and_restores(name: str, hopper_random, tmp_path) -> None:
+    algo = tiny(name, hopper_random).build_algo()
+    try:
+        before = weights(algo)
+        td = [algo.train()["o2o"]["offline/critic_loss"] for _ in range(3)]
+        after = weights(algo)
+        assert any(not torch.equal(before[k], after[k]) for k in before), "offline updates change weights"
+        assert td[-1] < td[0], f"TD error should fall over the offline phase: {td}"
+
+        result = algo.train()  # the first online iteration: the hand-off, then 50 env steps
+        assert result["o2o"]["counters/env_steps"] == 50
+        assert replay(algo).n_online == 50 and replay(algo).n_offline == 3000
+        learner_state = algo.learner_group._learner.net.state_dict()
+        runner_state = algo.env_runner.module.state_dict()
+        assert runner_state, "the EnvRunner holds a module"
+        for key, value in runner_state.items():
+            assert torch.equal(value, learner_state[key]), f"EnvRunner weight {key} differs from the learner's"
+
+        saved_weights, saved_rows = weights(algo), replay(algo).get_state()["online_rows"]
+        algo.save_to_path(tmp_path / "ckpt")
+    finally:
+        algo.stop()
+
+    restored = type(algo).from_checkpoint(tmp_path / "ckpt")
+    try:
+        for key, value in weights(restored).items():
+            assert torch.equal(value, saved_weights[key]), f"restored weight {key} differs"
+        np.testing.assert_array_equal(replay(restored).get_state()["online_rows"], saved_rows)
+        assert restored.current_phase.name == "online" and restored.env_steps == 50
+        result = restored.train()
+        assert result["o2o"]["counters/env_steps"] == 100
+        rows = replay(restored).get_state()["online_rows"]
+        assert len(rows) == 100, "the continued trial appends to the restored buffer"
+        np.testing.assert_array_equal(rows[:50], saved_rows)
+    finally:
+        restored.stop()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_same_seed_same_offline_result(name: str, hopper_random) -> None:
+    runs = []
+    for _ in range(2):
+        algo = tiny(name, hopper_random, offline_updates=100, online_env_steps=0).build_algo()
+        try:
+            algo.train()
+            runs.append(weights(algo))
+        finally:
+            algo.stop()
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_nan_loss_stops_with_a_clear_error(name: str, hopper_random) -> None:
+    algo = tiny(name, hopper_random).training(lr=1e30).build_algo()
+    try:
+        with pytest.raises(FloatingPointError, match="non-finite .* in the offline phase"):
+            for _ in range(3):
+                algo.train()
+    finally:
+        algo.stop()
