@@ -76,14 +76,17 @@ def test_awr_weight_is_clipped() -> None:
 
 def test_replay_rules_draw_from_the_right_rows() -> None:
     columns = transition_columns(2, 1)
-    offline = {k: np.zeros((10, w)) if w > 1 else np.zeros(10) for k, w in columns.items()}
+    offline = {k: np.zeros((10, *shape)) for k, shape in columns.items()}
     store = ReplayStore(columns, offline, online_capacity=4, device=torch.device("cpu"), seed=0)
     with pytest.raises(RuntimeError, match="needs online transitions"):
         store.sample_indices(8, Sampling("online"))
-    online = {k: np.ones((6, w)) if w > 1 else np.ones(6) for k, w in columns.items()}
+    online = {k: np.ones((6, *shape)) for k, shape in columns.items()}
     store.add_online(online)  # 6 rows into a ring of 4: the oldest 2 are overwritten
     assert store.n_online == 4 and store.total_added == 6
     assert (store.sample_indices(100, Sampling("online")) >= 10).all()
     assert (store.sample_indices(100, Sampling("offline")) < 10).all()
     mixed = store.sample_indices(100, Sampling("ratio", 0.25))
     assert (mixed[:25] < 10).all() and (mixed[25:] >= 10).all()
+    batch = store.sample(8, Sampling("union"))
+    # vectors keep their width even when it is 1 (a one-dimensional action); scalars are (B,)
+    assert batch["obs"].shape == (8, 2) and batch["actions"].shape == (8, 1) and batch["rewards"].shape == (8,)

@@ -27,8 +27,8 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
 
 - IQL, AWAC, TD3+BC, CQL, SAC: a module (`RLModule`) and a learner whose `update_step` is the
   paper's losses; the phases and replay are the defaults.
-- Cal-QL: declares `needs_returns_to_go`; the engine adds a Monte-Carlo return column to the
-  store; its `on_phase_start("online")` turns calibration off.
+- Cal-QL: its learner sets `needs_returns_to_go`; the engine adds a Monte-Carlo return column
+  (`mc_returns`) to the store; its `on_phase_start("online")` turns calibration off.
 - SPOT: its VAE behaviour model is part of its module; `on_phase_start("online")` resets the
   optimizers and starts the λ cooling schedule.
 - OPT: overrides `phases()` to insert `online_collection` (env steps with the frozen offline
@@ -223,6 +223,11 @@ class O2OLearner(TorchLearner):
     optimizer and target updates. `self.hp` is the config with the current phase's overrides.
     """
 
+    needs_returns_to_go: bool = False
+    """Set by methods that read Monte-Carlo returns (Cal-QL): the store then has an
+    `mc_returns` column, computed from the dataset's episodes with the config's γ. Online rows
+    hold −inf there (no lower bound is known before an episode ends)."""
+
     def build(self) -> None:
         super().build()
         self.hp: O2OConfig = self.config
@@ -236,19 +241,25 @@ class O2OLearner(TorchLearner):
         """The method's RLModule (single-agent)."""
         return self.module[DEFAULT_MODULE_ID]
 
-    def replay_columns(self, obs_dim: int, act_dim: int) -> dict[str, int]:
-        """Columns the store keeps per transition; methods needing more (returns-to-go) add them."""
-        return transition_columns(obs_dim, act_dim)
+    def replay_columns(self, obs_dim: int, act_dim: int) -> dict[str, tuple[int, ...]]:
+        """Columns the store keeps per transition; methods needing more columns extend this."""
+        columns = transition_columns(obs_dim, act_dim)
+        if self.needs_returns_to_go:
+            columns["mc_returns"] = ()
+        return columns
 
     def offline_columns(self, data: Transitions) -> dict[str, np.ndarray]:
         """The dataset's values for each replay column."""
-        return {
+        columns = {
             "obs": data.obs,
             "actions": data.actions,
             "rewards": data.rewards,
             "new_obs": data.new_obs,
             "terminateds": data.terminateds,
         }
+        if self.needs_returns_to_go:
+            columns["mc_returns"] = data.returns_to_go(self.config.gamma)
+        return columns
 
     def build_replay(self, data: Transitions | None, obs_dim: int, act_dim: int) -> int:
         """Copy the dataset into device tensors (once per trial) and make room for online rows."""
@@ -273,7 +284,10 @@ class O2OLearner(TorchLearner):
         self.phase_updates = 0
 
     def add_online(self, data: Mapping[str, np.ndarray]) -> None:
+        """Append the EnvRunner's rows to the store (methods with extra columns fill them here)."""
         assert self.replay is not None
+        if self.needs_returns_to_go and "mc_returns" not in data:
+            data = {**data, "mc_returns": np.full(len(data["rewards"]), -np.inf, np.float32)}
         self.replay.add_online(data)
 
     def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float]:

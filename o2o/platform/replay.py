@@ -37,9 +37,9 @@ class Sampling:
             raise ValueError(f"offline_fraction must lie in [0, 1], got {self.offline_fraction}")
 
 
-def transition_columns(obs_dim: int, act_dim: int) -> dict[str, int]:
-    """The packed layout: column name → width, in RLlib's column names."""
-    return {"obs": obs_dim, "actions": act_dim, "rewards": 1, "new_obs": obs_dim, "terminateds": 1}
+def transition_columns(obs_dim: int, act_dim: int) -> dict[str, tuple[int, ...]]:
+    """The packed layout: column name → per-row shape (() for a scalar), RLlib's column names."""
+    return {"obs": (obs_dim,), "actions": (act_dim,), "rewards": (), "new_obs": (obs_dim,), "terminateds": ()}
 
 
 class ReplayStore:
@@ -47,14 +47,15 @@ class ReplayStore:
 
     def __init__(
         self,
-        columns: Mapping[str, int],
+        columns: Mapping[str, tuple[int, ...]],
         offline: Mapping[str, np.ndarray] | None,
         online_capacity: int,
         device: torch.device,
         seed: int,
     ) -> None:
         self.columns = dict(columns)
-        self.width = sum(self.columns.values())
+        widths = [int(np.prod(shape)) for shape in self.columns.values()]
+        self.width = sum(widths)
         self.n_offline = 0 if offline is None else len(next(iter(offline.values())))
         self.capacity = online_capacity
         self.device = device
@@ -65,7 +66,7 @@ class ReplayStore:
         self.total_added = 0  # online transitions ever added, ring wrap included
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
-        offsets = np.cumsum([0, *self.columns.values()])
+        offsets = np.cumsum([0, *widths])
         self._slices = {k: slice(int(a), int(b)) for k, a, b in zip(self.columns, offsets[:-1], offsets[1:])}
 
     def _pack(self, data: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -113,13 +114,9 @@ class ReplayStore:
         return torch.randint(low, high, (n,), device=self.device, generator=self.generator)
 
     def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Column views of the selected rows (`rewards` and `terminateds` as (B,) vectors)."""
+        """Column views of the selected rows, each shaped (B, *its shape): scalars as (B,)."""
         rows = self.table.index_select(0, indices)
-        batch = {k: rows[:, s] for k, s in self._slices.items()}
-        for k in ("rewards", "terminateds"):
-            if k in batch:
-                batch[k] = batch[k].squeeze(-1)
-        return batch
+        return {k: rows[:, s].reshape(-1, *self.columns[k]) for k, s in self._slices.items()}
 
     def sample(self, batch_size: int, sampling: Sampling) -> dict[str, torch.Tensor]:
         return self.gather(self.sample_indices(batch_size, sampling))
