@@ -61,6 +61,22 @@ def test_phases_run_in_order_and_hand_off_weights(hopper_random) -> None:
         algo.stop()
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_online_phase_overrides_set_the_sampling_rule_and_anneal_it(hopper_random) -> None:
+    online = {"sampling_rule": "ratio", "offline_fraction": 1.0, "offline_fraction_end": 0.0, "anneal_env_steps": 200}
+    config = tiny_iql(hopper_random, offline_updates=100, online_env_steps=200)
+    config.o2o(phase_overrides={"online": {**config.phase_overrides["online"], **online}})
+    algo = config.build_algo()
+    try:
+        assert algo.train()["o2o"].get("online/offline_fraction") is None  # offline: the dataset only
+        assert algo.hp.sampling_rule == "ratio", "the online phase's override is in force"
+        fractions = [algo.train()["o2o"]["online/offline_fraction"] for _ in range(2)]
+        # the last update of each 100-step iteration samples after 100 and after 200 of 200 steps
+        assert fractions == pytest.approx([1 - 100 / 200, 1 - 200 / 200])
+    finally:
+        algo.stop()
+
+
 def test_expectile_loss_hand_computed() -> None:
     diff = torch.tensor([1.0, -2.0, 0.5])
     # τ = 0.7: weights 0.7, 0.3, 0.7 on squared differences 1, 4, 0.25 → mean of 0.7, 1.2, 0.175
@@ -90,3 +106,25 @@ def test_replay_rules_draw_from_the_right_rows() -> None:
     batch = store.sample(8, Sampling("union"))
     # vectors keep their width even when it is 1 (a one-dimensional action); scalars are (B,)
     assert batch["obs"].shape == (8, 2) and batch["actions"].shape == (8, 1) and batch["rewards"].shape == (8,)
+
+
+def test_learner_that_needs_returns_to_go_gets_them_from_the_engine(hopper_random) -> None:
+    import gymnasium as gym
+
+    from o2o.algorithms.iql.learner import IQLLearner
+    from o2o.platform.data import read_parquet
+
+    class ReturnsLearner(IQLLearner):
+        needs_returns_to_go = True
+
+    config = IQLConfig().environment("Hopper-v5").training(learner_class=ReturnsLearner, gamma=0.9)
+    learner = config.build_learner(env=gym.make("Hopper-v5"))
+    data = read_parquet(hopper_random.parquet_path)
+    learner.build_replay(data, data.obs_dim, data.act_dim)
+    store = learner.replay
+    rows = torch.arange(store.n_offline)
+    np.testing.assert_allclose(store.gather(rows)["mc_returns"].numpy(), data.returns_to_go(0.9), rtol=1e-6)
+    # online rows carry no return yet: −inf, so a max() lower bound leaves their Q untouched
+    learner.add_online({k: v[:5] for k, v in learner.offline_columns(data).items() if k != "mc_returns"})
+    online = store.gather(torch.arange(store.n_offline, store.n_offline + 5))["mc_returns"]
+    assert torch.isneginf(online).all()

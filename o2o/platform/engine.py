@@ -106,6 +106,11 @@ class O2OConfig(AlgorithmConfig):
         """Online minibatch rule: offline | union | ratio | online (see `o2o.platform.replay`)."""
         self.offline_fraction: float = 0.5
         """Dataset share of each online minibatch under the `ratio` rule."""
+        self.offline_fraction_end: float | None = None
+        """Under `ratio`: anneal the dataset share linearly from `offline_fraction` to this over
+        `anneal_env_steps` online steps (None keeps it fixed)."""
+        self.anneal_env_steps: int = 0
+        """Online steps over which `offline_fraction` anneals to `offline_fraction_end`."""
         self.online_buffer_capacity: int = 1_000_000
         """Online rows kept; the oldest are overwritten beyond it."""
         self.random_steps: int = 0
@@ -149,6 +154,8 @@ class O2OConfig(AlgorithmConfig):
         utd_ratio: float = NotProvided,
         sampling_rule: str = NotProvided,
         offline_fraction: float = NotProvided,
+        offline_fraction_end: float | None = NotProvided,
+        anneal_env_steps: int = NotProvided,
         online_buffer_capacity: int = NotProvided,
         random_steps: int = NotProvided,
         learning_starts: int = NotProvided,
@@ -184,6 +191,14 @@ class O2OConfig(AlgorithmConfig):
             "online_env_steps",
         }
 
+    def for_phase(self, phase: str) -> O2OConfig:
+        """A copy of this config with `phase_overrides[phase]` applied: the settings in force
+        during that phase, for the learner's losses and the algorithm's loop alike."""
+        config = self.copy(copy_frozen=False)
+        for key, value in self.phase_overrides.get(phase, {}).items():
+            setattr(config, key, value)
+        return config
+
     @property
     def module_class(self) -> type:
         """The method's RLModule class."""
@@ -207,6 +222,11 @@ class O2OConfig(AlgorithmConfig):
             self._value_error("an offline phase needs a dataset (config.offline_data(input_=...))")
         if self.sampling_rule not in SAMPLING_RULES:
             self._value_error(f"sampling_rule {self.sampling_rule!r} is not one of {SAMPLING_RULES}")
+        fractions = [self.offline_fraction] + ([] if self.offline_fraction_end is None else [self.offline_fraction_end])
+        if any(not 0.0 <= f <= 1.0 for f in fractions):
+            self._value_error(f"offline_fraction and offline_fraction_end must lie in [0, 1], got {fractions}")
+        if self.offline_fraction_end is not None and self.anneal_env_steps < 1:
+            self._value_error("offline_fraction_end needs anneal_env_steps >= 1")
         if self.utd_ratio <= 0 or self.weight_sync_interval < 1 or self.updates_per_iteration < 1:
             self._value_error("utd_ratio, weight_sync_interval and updates_per_iteration must be positive")
         known = self.hyperparameter_names()
@@ -276,10 +296,7 @@ class O2OLearner(TorchLearner):
         self._apply_phase(phase)
 
     def _apply_phase(self, phase: Phase) -> None:
-        hp = self.config.copy(copy_frozen=False)
-        for key, value in self.config.phase_overrides.get(phase.name, {}).items():
-            setattr(hp, key, value)
-        self.hp = hp
+        self.hp = self.config.for_phase(phase.name)
         self.phase = phase
         self.phase_updates = 0
 
@@ -352,6 +369,8 @@ class O2OAlgorithm(Algorithm):
 
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
+        self.hp: O2OConfig = self.config
+        """The config with the current phase's overrides (set by `on_phase_start`)."""
         self.phase_index = 0
         self.phase_progress = 0
         self.env_steps = 0
@@ -401,6 +420,7 @@ class O2OAlgorithm(Algorithm):
 
     def on_phase_start(self, phase: Phase) -> None:
         """Begin a phase: the learner takes the phase's overrides; online, EnvRunners take its weights."""
+        self.hp = self.config.for_phase(phase.name)
         self._learner("on_phase_start", phase)
         if phase.unit == "env_steps":
             self._sync_weights()
@@ -446,9 +466,17 @@ class O2OAlgorithm(Algorithm):
             return self._online_iteration(min(self.config.env_steps_per_iteration, remaining))
         raise NotImplementedError(f"{type(self).__name__} has no iteration for phase {phase.name!r}")
 
+    def online_sampling(self) -> Sampling:
+        """The online minibatch rule now: the phase's rule, its dataset share annealed by env steps."""
+        cfg = self.hp
+        fraction = cfg.offline_fraction
+        if cfg.offline_fraction_end is not None:
+            progress = min(self.env_steps / cfg.anneal_env_steps, 1.0)
+            fraction += (cfg.offline_fraction_end - fraction) * progress
+        return Sampling(cfg.sampling_rule, fraction)
+
     def _online_iteration(self, steps: int) -> int:
-        cfg = self.config
-        sampling = Sampling(cfg.sampling_rule, cfg.offline_fraction)
+        cfg = self.hp
         done = 0
         metrics: list[dict[str, float]] = []
         while done < steps:
@@ -461,11 +489,14 @@ class O2OAlgorithm(Algorithm):
             done += n
             if self.env_steps >= cfg.learning_starts:
                 updates = max(1, round(cfg.utd_ratio * n))
+                sampling = self.online_sampling()
                 metrics.append(self._learner("run_updates", updates, sampling))
                 self.updates += updates
                 self._sync_weights()
         if metrics:
             self._record("online", {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]})
+            if sampling.rule == "ratio":
+                self._metrics["online/offline_fraction"] = sampling.offline_fraction
         if self.completed_returns:
             self._metrics["online/episode_return_mean"] = float(np.mean(self.completed_returns[-10:]))
         return done
@@ -539,5 +570,7 @@ class O2OAlgorithm(Algorithm):
         self.env_steps = own["env_steps"]
         self.updates = own["updates"]
         self.completed_returns = list(own["completed_returns"])
-        if self.current_phase is not None and self.current_phase.unit == "env_steps":
-            self._sync_weights()
+        if self.current_phase is not None:
+            self.hp = self.config.for_phase(self.current_phase.name)
+            if self.current_phase.unit == "env_steps":
+                self._sync_weights()
