@@ -128,3 +128,33 @@ def test_learner_that_needs_returns_to_go_gets_them_from_the_engine(hopper_rando
     learner.add_online({k: v[:5] for k, v in learner.offline_columns(data).items() if k != "mc_returns"})
     online = store.gather(torch.arange(store.n_offline, store.n_offline + 5))["mc_returns"]
     assert torch.isneginf(online).all()
+
+
+def test_rlpd_options_ensemble_of_layer_norm_critics_min_over_a_random_pair(hopper_random) -> None:
+    import gymnasium as gym
+
+    from o2o.algorithms.sac import SACConfig
+    from o2o.platform.data import read_parquet
+    from o2o.platform.engine import Phase
+
+    config = (
+        SACConfig()
+        .environment("Hopper-v5")
+        .o2o(num_critics=10, critic_layer_norm=True, target_critic_subset=2, sampling_rule="ratio", utd_ratio=20)
+        .training(actor_q_reduction="mean", train_batch_size_per_learner=32)
+    )
+    config.validate()
+    learner = config.build_learner(env=gym.make("Hopper-v5"))
+    data = read_parquet(hopper_random.parquet_path)
+    learner.build_replay(data, data.obs_dim, data.act_dim)
+    learner.on_phase_start(Phase("offline", 10, "updates"))
+    critic = learner.net.critic
+    assert critic.linears[0].weight.shape[0] == 10 and critic.norms is not None, "one batched module of 10 LayerNorm critics"
+    # member i predicts i everywhere: the min over a random pair is the smaller of two distinct members
+    q = torch.arange(10.0)[:, None].expand(10, 4)
+    picks = {float(learner.target_min(q)[0]) for _ in range(50)}
+    assert len(picks) > 1 and picks <= set(range(9)), picks
+    metrics = learner.run_updates(5, Sampling("offline"))
+    assert np.isfinite(metrics["critic_loss"])
+    with pytest.raises(ValueError, match="target_critic_subset"):
+        SACConfig().environment("Hopper-v5").o2o(num_critics=2, target_critic_subset=3).validate()

@@ -123,6 +123,13 @@ class O2OConfig(AlgorithmConfig):
         """Polyak coefficient of the target networks."""
         self.hidden_sizes: list[int] = [256, 256]
         """Hidden layer widths of every network of the method (papers: 256×2)."""
+        self.num_critics: int = 2
+        """Critics in the method's Q-ensemble, one batched module (RLPD: 10)."""
+        self.critic_layer_norm: bool = False
+        """LayerNorm after each hidden layer of the critics (RLPD)."""
+        self.target_critic_subset: int | None = None
+        """TD targets take the min over this many randomly chosen target critics per update
+        (RLPD: 2 of 10); None takes the min over all of them."""
         self.phase_overrides: dict[str, dict[str, Any]] = {}
         """Per-phase hyperparameter values, e.g. {"online": {"actor_lr_schedule": "constant"}}."""
 
@@ -162,6 +169,9 @@ class O2OConfig(AlgorithmConfig):
         weight_sync_interval: int = NotProvided,
         tau: float = NotProvided,
         hidden_sizes: list[int] = NotProvided,
+        num_critics: int = NotProvided,
+        critic_layer_norm: bool = NotProvided,
+        target_critic_subset: int | None = NotProvided,
         phase_overrides: dict[str, dict[str, Any]] = NotProvided,
     ) -> O2OConfig:
         """Set the engine's fields (budgets, replay, sync); see each field's docstring."""
@@ -206,7 +216,11 @@ class O2OConfig(AlgorithmConfig):
 
     def network_config(self) -> dict[str, Any]:
         """What the method's RLModule needs to build its networks."""
-        return {"hidden_sizes": list(self.hidden_sizes)}
+        return {
+            "hidden_sizes": list(self.hidden_sizes),
+            "num_critics": self.num_critics,
+            "critic_layer_norm": self.critic_layer_norm,
+        }
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=self.module_class, model_config=self.network_config())
@@ -222,6 +236,11 @@ class O2OConfig(AlgorithmConfig):
             self._value_error("an offline phase needs a dataset (config.offline_data(input_=...))")
         if self.sampling_rule not in SAMPLING_RULES:
             self._value_error(f"sampling_rule {self.sampling_rule!r} is not one of {SAMPLING_RULES}")
+        if self.num_critics < 1 or not 1 <= (self.target_critic_subset or 1) <= self.num_critics:
+            self._value_error(
+                f"num_critics ({self.num_critics}) must be >= 1 and target_critic_subset "
+                f"({self.target_critic_subset}) between 1 and num_critics"
+            )
         fractions = [self.offline_fraction] + ([] if self.offline_fraction_end is None else [self.offline_fraction_end])
         if any(not 0.0 <= f <= 1.0 for f in fractions):
             self._value_error(f"offline_fraction and offline_fraction_end must lie in [0, 1], got {fractions}")
@@ -327,6 +346,16 @@ class O2OLearner(TorchLearner):
                 f"{self.num_updates}; lower the learning rate or check the dataset's rewards"
             )
         return means
+
+    def target_min(self, q_target: torch.Tensor) -> torch.Tensor:
+        """min over the target critics (N, B) → (B,): all of them, or RLPD's random subset of
+        `target_critic_subset`, drawn per update from the store's generator (reproducible)."""
+        k = self.hp.target_critic_subset
+        if k is None or k >= q_target.shape[0]:
+            return q_target.min(0).values
+        assert self.replay is not None
+        chosen = torch.randperm(q_target.shape[0], generator=self.replay.generator, device=q_target.device)[:k]
+        return q_target.index_select(0, chosen).min(0).values
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient update of the method; returns its metrics as 0-d tensors."""

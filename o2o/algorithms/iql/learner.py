@@ -64,7 +64,7 @@ class IQLLearner(O2OLearner):
         net, hp = self.net, self.hp
         obs, actions = batch["obs"], batch["actions"]
         with torch.no_grad():
-            q_target = net.critic_target(obs, actions).min(0).values
+            q_target = self.target_min(net.critic_target(obs, actions))
             td_target = batch["rewards"] + hp.gamma * (1.0 - batch["terminateds"]) * net.v(batch["new_obs"])
         v = net.v(obs)
         value_loss = expectile_loss(q_target - v, hp.expectile)

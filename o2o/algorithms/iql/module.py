@@ -23,7 +23,9 @@ class IQLModule(TorchRLModule, InferenceOnlyAPI):
         self.actor = GaussianActor(obs_dim, act_dim, hidden, self.model_config.get("actor_dropout", 0.0))
         if not self.inference_only:
             self.value = mlp(obs_dim, hidden, 1)
-            self.critic = QEnsemble(2, obs_dim + act_dim, hidden)
+            self.critic = QEnsemble(
+                self.model_config["num_critics"], obs_dim + act_dim, hidden, self.model_config["critic_layer_norm"]
+            )
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 
     def get_non_inference_attributes(self) -> list[str]:

@@ -19,6 +19,9 @@ class SACConfig(O2OConfig):
         """Entropy the temperature aims for; None means −|A| (the paper's heuristic)."""
         self.alpha_lr: float = 3e-4
         """Learning rate of log α."""
+        self.actor_q_reduction: str = "min"
+        """How the actor loss reads the ensemble: "min" over the critics (SAC's twin critics) or
+        their "mean" (RLPD, whose 10 critics make a min too pessimistic)."""
         self.random_steps = 5000
         self.learning_starts = 5000
         self.sampling_rule = "online"
@@ -39,5 +42,7 @@ class SACConfig(O2OConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.actor_q_reduction not in ("min", "mean"):
+            self._value_error(f"actor_q_reduction must be 'min' or 'mean', got {self.actor_q_reduction!r}")
         if self.initial_temperature <= 0:
             self._value_error(f"initial_temperature must be > 0, got {self.initial_temperature}")

@@ -31,7 +31,8 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def actor_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Eq. 7: E[α log π(ã|s) − min_i Q_i(s, ã)], ã ~ π(·|s) reparameterised."""
+    """Eq. 7: E[α log π(ã|s) − Q(s, ã)], ã ~ π(·|s) reparameterised; Q is min_i Q_i (the
+    paper's twin critics) or the ensemble mean (RLPD), per `actor_q_reduction`."""
     return (alpha * logp - q_pi).mean()
 
 
@@ -62,12 +63,13 @@ class SACLearner(O2OLearner):
         alpha = net.log_alpha.exp().detach()
         with torch.no_grad():
             next_actions, next_logp = net.actor.sample(batch["new_obs"])
-            next_q = net.critic_target(batch["new_obs"], next_actions).min(0).values
+            next_q = self.target_min(net.critic_target(batch["new_obs"], next_actions))
             target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_logp, alpha, hp.gamma)
         q = net.critic(obs, batch["actions"])
         q_loss = critic_loss(q, target)
         actions, logp = net.actor.sample(obs)
-        q_pi = net.critic(obs, actions, detach_params=True).min(0).values
+        q_all = net.critic(obs, actions, detach_params=True)
+        q_pi = q_all.min(0).values if hp.actor_q_reduction == "min" else q_all.mean(0)
         pi_loss = actor_loss(logp, q_pi, alpha)
         alpha_loss = temperature_loss(net.log_alpha, logp.detach(), self.target_entropy)
 

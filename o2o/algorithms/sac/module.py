@@ -23,7 +23,9 @@ class SACModule(TorchRLModule, InferenceOnlyAPI):
         hidden = self.model_config["hidden_sizes"]
         self.actor = TanhGaussianActor(obs_dim, act_dim, hidden)
         if not self.inference_only:
-            self.critic = QEnsemble(2, obs_dim + act_dim, hidden)
+            self.critic = QEnsemble(
+                self.model_config["num_critics"], obs_dim + act_dim, hidden, self.model_config["critic_layer_norm"]
+            )
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
             initial = math.log(self.model_config.get("initial_temperature", 1.0))
             self.log_alpha = torch.nn.Parameter(torch.tensor(initial))
