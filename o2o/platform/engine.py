@@ -50,6 +50,7 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -192,7 +193,8 @@ class O2OConfig(AlgorithmConfig):
     def hyperparameter_names(cls) -> set[str]:
         """Fields a tune spec may set: the engine's and the method's documented fields."""
         base = set(vars(AlgorithmConfig()))
-        own = {k for k in vars(cls()) if k not in base}
+        engine = set(inspect.signature(O2OConfig.o2o).parameters) - {"self"}
+        own = {k for k in vars(cls()) if k not in base} | engine
         # The budgets are the spec's `budgets` section; the dataset fields are set per trial.
         return (own | {"lr", "gamma", "train_batch_size_per_learner"}) - {
             "dataset_id",
