@@ -78,8 +78,7 @@ def _progress(description: str):  # noqa: ANN202 - a tqdm-backed callback
 
     def update(done: int, total: int) -> None:
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)  # tqdm redraws at most every `mininterval`
 
     return bar, update
 

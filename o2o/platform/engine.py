@@ -28,7 +28,7 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
 - IQL, AWAC, TD3+BC, CQL, SAC: a module (`RLModule`) and a learner whose `update_step` is the
   paper's losses; the phases and replay are the defaults.
 - Cal-QL: its learner sets `needs_returns_to_go`; the engine adds a Monte-Carlo return column
-  (`mc_returns`) to the store; its `on_phase_start("online")` turns calibration off.
+  (`mc_returns`) to the store; its config's `phase_overrides["online"]` sets `calibrate: False`.
 - SPOT: its VAE behaviour model is part of its module; `on_phase_start("online")` resets the
   optimizers and starts the λ cooling schedule.
 - OPT: overrides `phases()` to insert `online_collection` (env steps with the frozen offline

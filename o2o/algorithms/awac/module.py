@@ -1,0 +1,46 @@
+"""AWAC's networks: a Gaussian actor, twin critics Q(s, a) and their target."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from o2o.platform.networks import GaussianActor, QEnsemble
+
+
+class AWACModule(TorchRLModule, InferenceOnlyAPI):
+    """EnvRunners build only the actor; the learner builds the critics and their target too.
+
+    The actor is `GaussianActor` (state-independent σ), whose exact log-likelihood of dataset
+    actions the advantage-weighted loss maximises; a tanh-squashed Gaussian has no exact
+    log-density at actions on the bounds, which datasets hold."""
+
+    def setup(self) -> None:
+        obs_dim = self.observation_space.shape[0]
+        act_dim = self.action_space.shape[0]
+        hidden = self.model_config["hidden_sizes"]
+        self.actor = GaussianActor(obs_dim, act_dim, hidden)
+        if not self.inference_only:
+            self.critic = QEnsemble(
+                self.model_config["num_critics"], obs_dim + act_dim, hidden, self.model_config["critic_layer_norm"]
+            )
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["critic", "critic_target"]
+
+    @torch.no_grad()
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.deterministic(batch[Columns.OBS])}
+
+    @torch.no_grad()
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.sample(batch[Columns.OBS])}
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch)

@@ -1,0 +1,106 @@
+"""TD3's losses, in the paper's order.
+
+Twin Delayed DDPG — Fujimoto, van Hoof, Meger. "Addressing Function Approximation Error in
+Actor-Critic Methods", ICML 2018, arXiv:1802.09477. Checked against sfujim/TD3 (`TD3.py`,
+`main.py`) and CORL `algorithms/offline/td3_bc.py` (whose TD3 part is the same update).
+
+Every update fits the twin critics to the clipped double-Q target at a smoothed target action;
+every `policy_delay`-th update also moves the actor and, after it, all target networks. The
+actor loss reads the critics with detached parameters, so critic and actor losses touch
+disjoint parameters and share one backward pass and one Adam. On the other updates the actor
+has no gradient, and Adam leaves its parameters and moments untouched — the same as the
+authors' separate optimizers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from o2o.platform.engine import O2OLearner
+from o2o.platform.networks import soft_update_
+
+
+def clipped_double_q_target(
+    rewards: torch.Tensor, terminateds: torch.Tensor, next_q: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Eq. 10 at eq. 15's smoothed action: y = r + γ(1 − d)·min_i Q'_i(s', ã), where
+    ã = clip(π'(s') + clip(ε, −c, c), −1, 1) and `next_q` is the min over the target critics."""
+    return rewards + gamma * (1.0 - terminateds) * next_q
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Algorithm 1: Σ_i E[(Q_i(s, a) − y)²] over the twin critics."""
+    return (q - target).pow(2).mean(-1).sum()
+
+
+def deterministic_policy_loss(q_pi: torch.Tensor) -> torch.Tensor:
+    """Eq. 1 (the deterministic policy gradient of Algorithm 1): −E[Q_1(s, π(s))]."""
+    return -q_pi.mean()
+
+
+class TD3Learner(O2OLearner):
+    """One TD3 update: critics to the smoothed clipped double-Q target; every `policy_delay`-th
+    update, the actor and then the Polyak-averaged targets."""
+
+    actor_metric_names: tuple[str, ...] = ("actor_loss",)
+    """Keys `actor_losses` returns; reported on every update, the last values in between."""
+
+    def build(self) -> None:
+        super().build()
+        self.last_actor_metrics: dict[str, torch.Tensor] = {
+            name: torch.zeros((), device=self._device) for name in self.actor_metric_names
+        }
+        """The latest delayed update's actor metrics, reported again on the updates between
+        (zero before the first one), so per-iteration averages stay finite and comparable."""
+
+    def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
+        net = self.module[module_id]
+        groups = [
+            {"params": list(net.critic.parameters()), "name": "critic"},
+            {"params": list(net.actor.parameters()), "name": "actor"},
+        ]
+        self.optimizer = torch.optim.Adam(groups, lr=self.config.lr)
+        params = [p for g in groups for p in g["params"]]
+        self.register_optimizer(module_id=module_id, optimizer_name="td3", optimizer=self.optimizer, params=params)
+
+    def actor_update_due(self) -> bool:
+        """Delayed policy updates (§5.2): this update moves the actor and the targets when it is
+        the policy_delay-th, 2·policy_delay-th, … one the learner makes (sfujim/TD3 counts from 1).
+        `num_updates` spans all phases and is restored from checkpoints, so the rhythm survives
+        both."""
+        return (self.num_updates + 1) % self.hp.policy_delay == 0
+
+    def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The actor's loss under "actor_loss", and its metrics (`actor_metric_names`): TD3's
+        deterministic policy gradient through the first critic. TD3+BC overrides this only."""
+        q_pi = self.net.critic(obs, self.net.actor(obs), detach_params=True)[0]
+        return {"actor_loss": deterministic_policy_loss(q_pi)}
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        net, hp = self.net, self.hp
+        obs, actions = batch["obs"], batch["actions"]
+        with torch.no_grad():
+            next_actions = net.actor_target.noisy(batch["new_obs"], hp.target_noise, hp.target_noise_clip)
+            next_q = self.target_min(net.critic_target(batch["new_obs"], next_actions))
+            target = clipped_double_q_target(batch["rewards"], batch["terminateds"], next_q, hp.gamma)
+        q = net.critic(obs, actions)
+        q_loss = critic_loss(q, target)
+        loss = q_loss
+        delayed = self.actor_update_due()
+        if delayed:
+            actor = self.actor_losses(obs, actions)
+            loss = loss + actor["actor_loss"]
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if delayed:
+            soft_update_(
+                [*net.critic_target.parameters(), *net.actor_target.parameters()],
+                [*net.critic.parameters(), *net.actor.parameters()],
+                hp.tau,
+            )
+            self.last_actor_metrics = {k: v.detach() for k, v in actor.items()}
+        return {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean(), **self.last_actor_metrics}

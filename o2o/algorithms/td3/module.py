@@ -1,0 +1,44 @@
+"""TD3's networks: a deterministic actor, twin critics and a target copy of each."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from o2o.platform.networks import DeterministicActor, QEnsemble
+
+
+class TD3Module(TorchRLModule, InferenceOnlyAPI):
+    """EnvRunners build only the actor; the learner builds the critics and both targets too."""
+
+    def setup(self) -> None:
+        obs_dim = self.observation_space.shape[0]
+        act_dim = self.action_space.shape[0]
+        hidden = self.model_config["hidden_sizes"]
+        self.exploration_noise = float(self.model_config["exploration_noise"])
+        self.actor = DeterministicActor(obs_dim, act_dim, hidden)
+        if not self.inference_only:
+            self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+            self.critic = QEnsemble(
+                self.model_config["num_critics"], obs_dim + act_dim, hidden, self.model_config["critic_layer_norm"]
+            )
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["actor_target", "critic", "critic_target"]
+
+    @torch.no_grad()
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor(batch[Columns.OBS])}
+
+    @torch.no_grad()
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.actor.noisy(batch[Columns.OBS], self.exploration_noise)}
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch)
