@@ -539,10 +539,16 @@ class O2OAlgorithm(Algorithm):
 
     def step(self) -> dict:
         self._phase_ended = False
+        # An evaluation's metrics belong to the iteration that ran it, not to the ones after.
+        self._metrics = {k: v for k, v in self._metrics.items() if not k.startswith("eval/")}
+        interval = self.config.evaluation_interval
+        # RLlib evaluates on its own every `interval` iterations (and then keeps repeating that
+        # stale result under "evaluation"); o2o adds one at each phase's end.
+        rllib_evaluates = bool(interval) and (self.iteration + 1) % interval == 0
         result = super().step()
         finished = self.current_phase is None
-        evaluation = result.get("evaluation")
-        if evaluation is None and (self._phase_ended or finished) and self.config.evaluation_interval:
+        evaluation = result.get("evaluation") if rllib_evaluates else None
+        if evaluation is None and self._phase_ended and interval:
             evaluation = self.evaluate()
         if evaluation:
             self._record_evaluation(evaluation)
