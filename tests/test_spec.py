@@ -222,3 +222,19 @@ def test_committed_specs_load_against_the_registry(path: Path) -> None:
 
     spec = load(path)
     assert spec.trials(), "a committed spec expands to at least one trial"
+
+
+def test_trials_never_take_the_cpu_the_dataset_read_needs(tmp_path: Path) -> None:
+    from o2o.platform.sweep import concurrent_trials
+
+    def spec(resources: str):  # noqa: ANN202
+        body = QUICKSTART.replace("  cpus_per_trial: 1\n  gpus_per_trial: 0.25\n", resources)
+        path = tmp_path / "s.yaml"
+        path.write_text(body)
+        return load_spec(path, KNOWN)
+
+    assert concurrent_trials(spec("  cpus_per_trial: 0.5\n"), cluster_cpus=2) == 2
+    assert concurrent_trials(spec("  cpus_per_trial: 0.5\n  max_concurrent_trials: 1\n"), cluster_cpus=2) == 1
+    assert concurrent_trials(spec("  cpus_per_trial: 1\n"), cluster_cpus=16) == 15
+    with pytest.raises(SpecError, match="leaves no CPU free for reading the dataset"):
+        concurrent_trials(spec("  cpus_per_trial: 2\n"), cluster_cpus=2)
