@@ -349,6 +349,14 @@ class O2OLearner(TorchLearner):
             )
         return means
 
+    def grouped_adam(self, module_id: str, name: str, groups: list[dict[str, Any]]) -> torch.optim.Adam:
+        """One Adam with a parameter group per network, registered with RLlib (so it is
+        checkpointed). Methods whose losses touch disjoint parameters sum them and take one step."""
+        optimizer = torch.optim.Adam(groups, lr=self.config.lr)
+        params = [p for g in groups for p in g["params"]]
+        self.register_optimizer(module_id=module_id, optimizer_name=name, optimizer=optimizer, params=params)
+        return optimizer
+
     def target_min(self, q_target: torch.Tensor) -> torch.Tensor:
         """min over the target critics (N, B) → (B,): all of them, or RLPD's random subset of
         `target_critic_subset`, drawn per update from the store's generator (reproducible)."""

@@ -71,9 +71,7 @@ class AWACLearner(O2OLearner):
             {"params": list(net.critic.parameters()), "name": "critic"},
             {"params": list(net.actor.parameters()), "name": "actor"},
         ]
-        self.optimizer = torch.optim.Adam(groups, lr=self.config.lr)
-        params = [p for g in groups for p in g["params"]]
-        self.register_optimizer(module_id=module_id, optimizer_name="awac", optimizer=self.optimizer, params=params)
+        self.optimizer = self.grouped_adam(module_id, "awac", groups)
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net, hp = self.net, self.hp

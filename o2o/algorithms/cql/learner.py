@@ -80,10 +80,8 @@ class CQLLearner(O2OLearner):
             {"params": [net.log_alpha], "name": "alpha"},
             {"params": [net.log_cql_multiplier], "name": "cql_multiplier"},
         ]
-        self.optimizer = torch.optim.Adam(groups, lr=self.config.lr)
+        self.optimizer = self.grouped_adam(module_id, "cql", groups)
         self.set_learning_rates(self.config)
-        params = [p for g in groups for p in g["params"]]
-        self.register_optimizer(module_id=module_id, optimizer_name="cql", optimizer=self.optimizer, params=params)
         act_dim = net.action_space.shape[0]
         self.target_entropy = -float(act_dim) if self.config.target_entropy is None else self.config.target_entropy
 

@@ -47,10 +47,7 @@ class IQLLearner(O2OLearner):
             {"params": list(net.critic.parameters()), "name": "critic"},
             {"params": list(net.actor.parameters()), "name": "actor"},
         ]
-        optimizer = torch.optim.Adam(groups, lr=self.config.lr)
-        params = [p for g in groups for p in g["params"]]
-        self.register_optimizer(module_id=module_id, optimizer_name="iql", optimizer=optimizer, params=params)
-        self.optimizer = optimizer
+        self.optimizer = self.grouped_adam(module_id, "iql", groups)
         self.actor_group = groups[2]
 
     def actor_lr(self) -> float:

@@ -51,9 +51,7 @@ class SACLearner(O2OLearner):
             {"params": list(net.actor.parameters()), "name": "actor"},
             {"params": [net.log_alpha], "name": "alpha", "lr": self.config.alpha_lr},
         ]
-        self.optimizer = torch.optim.Adam(groups, lr=self.config.lr)
-        params = [p for g in groups for p in g["params"]]
-        self.register_optimizer(module_id=module_id, optimizer_name="sac", optimizer=self.optimizer, params=params)
+        self.optimizer = self.grouped_adam(module_id, "sac", groups)
         act_dim = net.action_space.shape[0]
         self.target_entropy = -float(act_dim) if self.config.target_entropy is None else self.config.target_entropy
 

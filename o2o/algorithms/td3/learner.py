@@ -61,9 +61,7 @@ class TD3Learner(O2OLearner):
             {"params": list(net.critic.parameters()), "name": "critic"},
             {"params": list(net.actor.parameters()), "name": "actor"},
         ]
-        self.optimizer = torch.optim.Adam(groups, lr=self.config.lr)
-        params = [p for g in groups for p in g["params"]]
-        self.register_optimizer(module_id=module_id, optimizer_name="td3", optimizer=self.optimizer, params=params)
+        self.optimizer = self.grouped_adam(module_id, "td3", groups)
 
     def actor_update_due(self) -> bool:
         """Delayed policy updates (§5.2): this update moves the actor and the targets when it is
