@@ -158,3 +158,38 @@ def test_rlpd_options_ensemble_of_layer_norm_critics_min_over_a_random_pair(hopp
     assert np.isfinite(metrics["critic_loss"])
     with pytest.raises(ValueError, match="target_critic_subset"):
         SACConfig().environment("Hopper-v5").o2o(num_critics=2, target_critic_subset=3).validate()
+
+
+def test_state_normalization_and_reward_scale_reach_replay_and_env_runner(hopper_random) -> None:
+    from o2o.platform.data import read_parquet
+
+    config = tiny_iql(hopper_random, offline_updates=100, online_env_steps=20, updates_per_iteration=100)
+    config.o2o(normalize_observations=True, reward_normalization="return_range", env_steps_per_iteration=20)
+    algo = config.build_algo()
+    try:
+        data = read_parquet(hopper_random.parquet_path)
+        returns = data.episode_returns()
+        store = learner(algo).replay
+        offline = store.gather(torch.arange(store.n_offline))
+        # the replay holds standardized states and rewards × 1000 / (max − min episode return)
+        np.testing.assert_allclose(offline["obs"].mean(0).numpy(), 0.0, atol=1e-3)
+        np.testing.assert_allclose(offline["obs"].std(0).numpy(), data.obs.std(0) / (data.obs.std(0) + 1e-3), rtol=1e-3)
+        scale = 1000.0 / (returns.max() - returns.min())
+        np.testing.assert_allclose(offline["rewards"].numpy(), data.rewards * scale, rtol=1e-5)
+        algo.train()  # the offline phase; the hand-off follows
+        algo.train()  # 20 online steps
+        # the EnvRunner standardizes with the learner's statistics, and online rows are
+        # standardized and rescaled like the dataset's
+        runner = algo.env_runner.module.obs_normalizer
+        torch.testing.assert_close(runner.mean, torch.as_tensor(data.obs.mean(0)))
+        online = store.gather(torch.arange(store.n_offline, store.n_offline + store.n_online))
+        raw_obs = online["obs"] * runner.std + runner.mean
+        assert raw_obs[:, 0].min() > 0.5, "the raw Hopper height (first state) is positive: rows were standardized"
+        assert online["rewards"].abs().max() < 10 * scale
+    finally:
+        algo.stop()
+
+
+def test_unknown_reward_normalization_is_refused() -> None:
+    with pytest.raises(ValueError, match="reward_normalization 'zscore'"):
+        IQLConfig().environment("Hopper-v5").o2o(reward_normalization="zscore").validate()

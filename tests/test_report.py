@@ -141,3 +141,16 @@ def test_errors_are_one_clear_line(store, tmp_path: Path) -> None:
         build_report(store, "paper", tmp_path, sweep="ghost")
     with pytest.raises(ValueError, match="no MLflow store at"):
         build_report(f"sqlite:///{tmp_path}/absent.db", "paper", tmp_path)
+
+
+def test_one_experiment_shared_by_sweeps_compares_them(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("comparison")
+    for seed in range(2):
+        _log_run(client, experiment_id, "iql", "hopper-medium", seed, 40.0, sweep="iql_check")
+        _log_run(client, experiment_id, "sac", "hopper-medium", seed, 20.0, sweep="sac_check")
+        _log_run(client, experiment_id, "sac", "hopper-medium", seed, 30.0, sweep="rlpd_check")
+    rows = {r.algorithm: r.mean for r in build_report(uri, "comparison", tmp_path / "out").rows}
+    # one table for every sweep; an algorithm two sweeps share is told apart by the sweep's name
+    assert rows == {"iql": 40.0, "sac (sac_check)": 20.0, "sac (rlpd_check)": 30.0}

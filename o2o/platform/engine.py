@@ -14,7 +14,10 @@ No loss ever tests a step counter to find out which phase it is in.
 Data path. The dataset is read once through RLlib's offline input reader
 (`config.offline_data(input_=[parquet])`, Ray Data, materialized) and copied into a
 `ReplayStore` on the learner's device. Online episodes from the EnvRunner are appended to the
-same store. A learner call runs K updates (`updates_per_iteration` offline, `utd_ratio` × new
+same store. Rows enter the store as the networks see them: states standardized by the dataset's
+statistics where `normalize_observations` is set (the module carries the same statistics, so the
+EnvRunners' forwards standardize what the environment returns), rewards rescaled where
+`reward_normalization` says so. Without a dataset both are the identity. A learner call runs K updates (`updates_per_iteration` offline, `utd_ratio` × new
 steps online), each sampling a minibatch by index under the phase's sampling rule, and reduces
 its metrics once per call. This bypasses RLlib's per-batch offline pipeline and per-minibatch
 `Learner.update` bookkeeping, which DESIGN.md measured at 0.1× and 0.9× of a plain loop.
@@ -70,6 +73,9 @@ from ray.util.debug import log_once
 from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.replay import SAMPLING_RULES, ReplayStore, Sampling, transition_columns
 from o2o.platform.rollout import O2OEnvRunner
+
+
+REWARD_NORMALIZATIONS = ("none", "return_range")
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,12 @@ class O2OConfig(AlgorithmConfig):
         (RLPD: 2 of 10); None takes the min over all of them."""
         self.phase_overrides: dict[str, dict[str, Any]] = {}
         """Per-phase hyperparameter values, e.g. {"online": {"actor_lr_schedule": "constant"}}."""
+        self.normalize_observations: bool = False
+        """Standardize states by the dataset's per-dimension mean and std + 1e-3, in the replay
+        and in the EnvRunners' forwards alike (TD3+BC §5, SPOT)."""
+        self.reward_normalization: str = "none"
+        """"return_range" multiplies every reward by 1000 / (max − min episode return of the
+        dataset), offline and online (IQL's locomotion setting); "none" keeps raw rewards."""
 
         # RLlib settings that suit O2O: one local EnvRunner stepping one env, evaluation on a
         # separate local runner with a vector of envs and a deterministic policy.
@@ -174,6 +186,8 @@ class O2OConfig(AlgorithmConfig):
         critic_layer_norm: bool = NotProvided,
         target_critic_subset: int | None = NotProvided,
         phase_overrides: dict[str, dict[str, Any]] = NotProvided,
+        normalize_observations: bool = NotProvided,
+        reward_normalization: str = NotProvided,
     ) -> O2OConfig:
         """Set the engine's fields (budgets, replay, sync); see each field's docstring."""
         for key, value in dict(locals()).items():
@@ -236,6 +250,10 @@ class O2OConfig(AlgorithmConfig):
             self._value_error("budgets must be >= 0")
         if self.offline_updates > 0 and not self.input_:
             self._value_error("an offline phase needs a dataset (config.offline_data(input_=...))")
+        if self.reward_normalization not in REWARD_NORMALIZATIONS:
+            self._value_error(
+                f"reward_normalization {self.reward_normalization!r} is not one of {REWARD_NORMALIZATIONS}"
+            )
         if self.sampling_rule not in SAMPLING_RULES:
             self._value_error(f"sampling_rule {self.sampling_rule!r} is not one of {SAMPLING_RULES}")
         if self.num_critics < 1 or not 1 <= (self.target_critic_subset or 1) <= self.num_critics:
@@ -276,6 +294,9 @@ class O2OLearner(TorchLearner):
         self.num_updates = 0
         self.phase_updates = 0
         self.replay: ReplayStore | None = None
+        self.obs_mean: np.ndarray | None = None
+        self.obs_std: np.ndarray | None = None
+        self.reward_scale = 1.0
 
     @property
     def net(self) -> torch.nn.Module:
@@ -305,11 +326,36 @@ class O2OLearner(TorchLearner):
     def build_replay(self, data: Transitions | None, obs_dim: int, act_dim: int) -> int:
         """Copy the dataset into device tensors (once per trial) and make room for online rows."""
         columns = self.replay_columns(obs_dim, act_dim)
-        offline = None if data is None else self.offline_columns(data)
+        offline = None
+        if data is not None:
+            self._fit_transforms(data)
+            offline = self.transform(self.offline_columns(data))
         self.replay = ReplayStore(
             columns, offline, self.config.online_buffer_capacity, self._device, int(self.config.seed or 0)
         )
         return self.replay.n_offline
+
+    def _fit_transforms(self, data: Transitions) -> None:
+        """Take the state statistics and the reward scale from the dataset, as configured."""
+        if self.config.normalize_observations:
+            self.obs_mean = data.obs.mean(0)
+            self.obs_std = data.obs.std(0) + 1e-3
+            self.net.obs_normalizer.set(self.obs_mean, self.obs_std)
+        if self.config.reward_normalization == "return_range":
+            returns = data.episode_returns()
+            self.reward_scale = 1000.0 / max(float(returns.max() - returns.min()), 1e-6)
+
+    def transform(self, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rows as the networks see them: standardized states, rescaled rewards and returns."""
+        rows = dict(rows)
+        if self.obs_mean is not None:
+            for key in ("obs", "new_obs"):
+                rows[key] = (rows[key] - self.obs_mean) / self.obs_std
+        if self.reward_scale != 1.0:
+            for key in ("rewards", "mc_returns"):
+                if key in rows:
+                    rows[key] = rows[key] * self.reward_scale
+        return rows
 
     def on_phase_start(self, phase: Phase) -> None:
         """Enter a phase: the config with its overrides becomes `self.hp`. Methods extend this
@@ -326,7 +372,7 @@ class O2OLearner(TorchLearner):
         assert self.replay is not None
         if self.needs_returns_to_go and "mc_returns" not in data:
             data = {**data, "mc_returns": np.full(len(data["rewards"]), -np.inf, np.float32)}
-        self.replay.add_online(data)
+        self.replay.add_online(self.transform(data))
 
     def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float]:
         """K gradient updates on minibatches drawn by `sampling`; metrics averaged once."""

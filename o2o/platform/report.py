@@ -8,7 +8,9 @@ all its dataset × seed scores with a stratified-bootstrap CI (rliable; Agarwal 
 outlier runs. Learning curves are one PNG per dataset: mean over seeds against MLflow's step,
 with a 95% CI band (min–max with two seeds or fewer), one line per algorithm.
 
-Runs are grouped by their ``o2o.algorithm`` and ``dataset_id`` tags and the ``seed`` param;
+Runs are grouped by their ``o2o.algorithm`` and ``dataset_id`` tags and the ``seed`` param; an
+experiment that several sweeps share (``tracking.experiment``) is one comparison, and where two
+sweeps run the same algorithm (SAC and RLPD-style SAC) their rows carry the sweep's name too;
 only FINISHED runs count unless asked otherwise, so a crashed run's partial score never enters
 a table. Bootstraps use fixed seeds, so a report is reproducible.
 """
@@ -164,16 +166,22 @@ def _load_series(
             f"{which} has no {state}runs tagged {TAG_ALGORITHM} and {TAG_DATASET}"
         )
 
+    sweeps_of: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        sweeps_of[run.data.tags[TAG_ALGORITHM]].add(run.data.tags.get(TAG_SWEEP, ""))
     series = []
     for run in runs:
         if metric not in run.data.metrics:
             continue
+        algorithm = run.data.tags[TAG_ALGORITHM]
+        if len(sweeps_of[algorithm]) > 1:  # e.g. SAC and RLPD-style SAC in one experiment
+            algorithm = f"{algorithm} ({run.data.tags.get(TAG_SWEEP, '?')})"
         history = sorted(
             client.get_metric_history(run.info.run_id, metric), key=lambda m: (m.step, m.timestamp)
         )
         series.append(
             _Series(
-                algorithm=run.data.tags[TAG_ALGORITHM],
+                algorithm=algorithm,
                 dataset=run.data.tags[TAG_DATASET],
                 seed=run.data.params.get("seed", run.info.run_id),
                 steps=np.array([m.step for m in history]),

@@ -23,8 +23,8 @@ class AWACConfig(O2OConfig):
     to the dataset's buffer; the paper's Algorithm 1 does the same) — the engine's `union` rule,
     one update per environment step, no random or warm-up steps.
 
-    Not ported: state normalization (the engine has no observation transform yet that the
-    dataset, replay and EnvRunners would share), CORL's reward rescaling (`normalize_reward`,
+    State normalization is the engine's `normalize_observations`, off by default here. Not
+    ported: CORL's reward rescaling (`normalize_reward`,
     which is off in its locomotion configs and subtracts 1 from AntMaze rewards), and its actor's
     details — an unsquashed mean and log σ clamped to [−20, 2]; o2o's `GaussianActor`, shared
     with IQL, squashes the mean with tanh and clamps log σ to [−5, 2].

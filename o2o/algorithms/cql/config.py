@@ -22,8 +22,8 @@ class CQLConfig(SACConfig):
     `union` rule) and keeps α online unless `cql_alpha_online` differs, i.e.
     `phase_overrides={"online": {"cql_alpha": ...}}` here.
 
-    Not ported: state normalization (the engine has no observation transform yet that the
-    dataset, replay and EnvRunners would share), CORL's reward rescaling, its actor's log-std
+    State normalization is the engine's `normalize_observations`, off by default here. Not
+    ported: CORL's reward rescaling, its actor's log-std
     offset −1 and orthogonal initialisation (o2o's `TanhGaussianActor` is shared by SAC, CQL and
     Cal-QL), and `bc_steps` (0 in every locomotion config).
     """

@@ -29,6 +29,9 @@ class IQLConfig(O2OConfig):
         self.actor_dropout: float = 0.0
         """Dropout in the actor's hidden layers (0.1 on Adroit)."""
         self.phase_overrides = {"online": {"actor_lr_schedule": "constant"}}
+        # Locomotion rewards × 1000 / (max − min episode return) (authors' `train_offline.py`,
+        # `normalize(dataset)`; CORL `modify_reward`).
+        self.reward_normalization = "return_range"
 
     @property
     def module_class(self) -> type:

@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
-from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from o2o.platform.module import O2OModule
 from o2o.platform.networks import GaussianActor, QEnsemble, mlp
 
 
-class IQLModule(TorchRLModule, InferenceOnlyAPI):
+class IQLModule(O2OModule):
     """EnvRunners build only the actor; the learner builds all four networks."""
 
     def setup(self) -> None:
@@ -36,11 +35,11 @@ class IQLModule(TorchRLModule, InferenceOnlyAPI):
 
     @torch.no_grad()
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.deterministic(batch[Columns.OBS])}
+        return {Columns.ACTIONS: self.actor.deterministic(self.observations(batch))}
 
     @torch.no_grad()
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.sample(batch[Columns.OBS])}
+        return {Columns.ACTIONS: self.actor.sample(self.observations(batch))}
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return self._forward_inference(batch)

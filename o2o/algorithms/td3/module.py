@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
-from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from o2o.platform.module import O2OModule
 from o2o.platform.networks import DeterministicActor, QEnsemble
 
 
-class TD3Module(TorchRLModule, InferenceOnlyAPI):
+class TD3Module(O2OModule):
     """EnvRunners build only the actor; the learner builds the critics and both targets too."""
 
     def setup(self) -> None:
@@ -34,11 +33,11 @@ class TD3Module(TorchRLModule, InferenceOnlyAPI):
 
     @torch.no_grad()
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor(batch[Columns.OBS])}
+        return {Columns.ACTIONS: self.actor(self.observations(batch))}
 
     @torch.no_grad()
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.noisy(batch[Columns.OBS], self.exploration_noise)}
+        return {Columns.ACTIONS: self.actor.noisy(self.observations(batch), self.exploration_noise)}
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return self._forward_inference(batch)

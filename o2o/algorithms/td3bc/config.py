@@ -19,15 +19,14 @@ class TD3BCConfig(TD3Config):
     the same loss. Pure TD3 fine-tuning is `phase_overrides={"online": {"bc_weight": 0.0}}`.
 
     State normalization (paper §5, `normalize=True` in both codes: states standardized by the
-    dataset's mean and std + 1e-3) is not implemented: the engine has no observation transform
-    yet that the dataset, the replay and the EnvRunners would share. This config trains on
-    raw states.
+    dataset's mean and std + 1e-3) is on: the engine's `normalize_observations`.
     """
 
     def __init__(self, algo_class: type | None = None) -> None:
         from o2o.algorithms.td3bc.algorithm import TD3BCAlgorithm
 
         super().__init__(algo_class=algo_class or TD3BCAlgorithm)
+        self.normalize_observations = True
         self.alpha: float = 2.5
         """α in λ = α / mean|Q|, the weight of the normalized Q term of the actor loss (paper
         eq. 4; `alpha`)."""

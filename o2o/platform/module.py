@@ -1,0 +1,53 @@
+"""The RLModule base every o2o method's networks extend.
+
+Methods that train on standardized states (TD3+BC §5, SPOT) see them everywhere: the replay
+holds standardized rows (`O2OLearner` writes them), and the env-facing forwards standardize
+what the environment returns with the same statistics. Those statistics are buffers of the
+module, so they are checkpointed and reach the EnvRunners with the weights; until a learner
+sets them from a dataset they are the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch import nn
+
+
+class ObservationNormalizer(nn.Module):
+    """s ↦ (s − μ) / σ with fixed statistics held as buffers (identity by default)."""
+
+    def __init__(self, obs_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(obs_dim))
+        self.register_buffer("std", torch.ones(obs_dim))
+
+    def set(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Take the dataset's per-dimension mean and standard deviation."""
+        with torch.no_grad():
+            self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.mean) / self.std
+
+
+class O2OModule(TorchRLModule, InferenceOnlyAPI):
+    """A TorchRLModule whose env-facing forwards read observations through `observations()`.
+
+    Subclasses build their networks in `setup()` as RLlib expects and name the networks
+    EnvRunners do not need in `get_non_inference_attributes()`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.obs_normalizer = ObservationNormalizer(int(np.prod(self.observation_space.shape)))
+
+    def observations(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's environment observations as the networks were trained on them."""
+        return self.obs_normalizer(batch[Columns.OBS])
