@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +24,17 @@ def ray_session() -> Iterator[None]:
     import ray
 
     for attempt in range(3):
+        # Each attempt in its own temp dir, so a failed one can be cleaned up without touching
+        # any other Ray on the machine (`ray stop` would kill a user's running sweeps too).
+        temp_dir = tempfile.mkdtemp(prefix="ray-tests-", dir="/tmp")
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
             break
         except Exception:
             # A raylet that misses its 30 s registration window (a starved machine) leaves its
             # GCS and agents running; stop them before trying again, or they starve the retry.
             ray.shutdown()
-            subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, check=False)
+            subprocess.run(["pkill", "-9", "-f", temp_dir], capture_output=True, check=False)
             if attempt == 2:
                 raise
     yield

@@ -73,6 +73,15 @@ def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path,
     assert main(["sweep", str(spec), "--resume"]) == 0
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
+    # a new sweep under the same name, its Tune directory deleted, would mix its runs with
+    # these in every report: refused before any trial starts
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs" / "tiny")
+    assert main(["sweep", str(spec)]) == 2
+    assert "already holds runs of a sweep named 'tiny'" in capsys.readouterr().err
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
 
 @pytest.mark.parametrize(
     ("body", "message"),

@@ -154,6 +154,8 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
             f"spec {spec.name}: a sweep already exists at {experiment_dir}; "
             "resume it with --resume, or change `name` or `storage`"
         )
+    if not resume:
+        _refuse_earlier_runs(spec)
     trials = spec.trials()
     table = {
         name: {"input_": [str(r.parquet_path)], "dataset_hash": r.content_hash, "env": env_id}
@@ -192,7 +194,9 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
         verbose=verbose,
     )
     if resume:
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True, param_space=param_space)
+        # The trials keep the configs they were started with: an o2o release that adds a config
+        # field between the crash and the resume must not make the saved sweep unresumable.
+        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -217,6 +221,30 @@ def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, nam
             }
         )
     return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)
+
+
+def _refuse_earlier_runs(spec: Spec) -> None:
+    """A new sweep must not share its name with runs already in its MLflow experiment (a sweep
+    whose Tune directory was deleted): reports select runs by sweep name and would mix them."""
+    from mlflow.tracking import MlflowClient
+
+    from o2o.platform.tracking import TAG_SWEEP
+
+    uri = spec.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(spec.experiment_name)
+    if experiment is None:
+        return
+    earlier = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{TAG_SWEEP}` = '{spec.name}'", max_results=1
+    )
+    if earlier:
+        raise SpecError(
+            f"spec {spec.name}: MLflow experiment {spec.experiment_name!r} at {uri} already holds runs "
+            f"of a sweep named {spec.name!r}; change `name`, or delete those runs first"
+        )
 
 
 def _runs_by_trial(spec: Spec) -> dict[str, str]:

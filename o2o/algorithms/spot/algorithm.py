@@ -1,0 +1,31 @@
+"""SPOT as an RLlib Algorithm: TD3's phases with a VAE pretraining phase in front."""
+
+from __future__ import annotations
+
+from o2o.algorithms.td3.algorithm import TD3Algorithm
+from o2o.platform.engine import Phase
+from o2o.platform.replay import Sampling
+
+
+class SPOTAlgorithm(TD3Algorithm):
+    """`vae_pretraining` (the behaviour VAE alone, on the dataset) → `offline` → `online`."""
+
+    @classmethod
+    def get_default_config(cls):  # noqa: ANN206 - RLlib's signature
+        from o2o.algorithms.spot.config import SPOTConfig
+
+        return SPOTConfig()
+
+    def phases(self) -> list[Phase]:
+        """The authors' order: `train_vae.py`, then `main.py`, then `main_finetune.py`."""
+        return [Phase("vae_pretraining", self.config.vae_pretrain_updates, "updates"), *super().phases()]
+
+    def iterate(self, phase: Phase, remaining: int) -> int:
+        """A VAE pretraining iteration is `updates_per_iteration` VAE updates on dataset minibatches
+        (metrics under `vae_pretraining/`); the other phases are the engine's."""
+        if phase.name != "vae_pretraining":
+            return super().iterate(phase, remaining)
+        n = min(self.config.updates_per_iteration, remaining)
+        self._record(phase.name, self._learner("run_updates", n, Sampling("offline")))
+        self.updates += n
+        return n
