@@ -17,13 +17,17 @@ Data path. The dataset is read once through RLlib's offline input reader
 same store. Rows enter the store as the networks see them: states standardized by the dataset's
 statistics where `normalize_observations` is set (the module carries the same statistics, so the
 EnvRunners' forwards standardize what the environment returns), rewards rescaled where
-`reward_normalization` says so. Without a dataset both are the identity. A learner call runs K updates (`updates_per_iteration` offline, `utd_ratio` × new
-steps online), each sampling a minibatch by index under the phase's sampling rule, and reduces
-its metrics once per call. This bypasses RLlib's per-batch offline pipeline and per-minibatch
+`reward_normalization` says so. Without a dataset both are the identity.
+
+A learner call runs K updates (`updates_per_iteration` offline, `utd_ratio` × new steps
+online), each sampling a minibatch by index under the phase's sampling rule (or the rule the
+learner's `update_sampling` hook picks for that update), and reduces its metrics once per call.
+This bypasses RLlib's per-batch offline pipeline and per-minibatch
 `Learner.update` bookkeeping, which DESIGN.md measured at 0.1× and 0.9× of a plain loop.
 
 Checkpoints hold the module and optimizer state (RLlib's), and o2o's own: phase and counters,
-the online replay rows and the sampler's RNG. A restored trial continues with every transition
+the online replay rows, the sampler's RNG and, under balanced replay, the row priorities and the
+density-ratio network. A restored trial continues with every transition
 it had collected.
 
 How each method in METHODS.md maps onto this engine (no special case lives in shared code):
@@ -36,8 +40,7 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
   optimizers and starts the λ cooling schedule.
 - OPT: overrides `phases()` to insert `online_collection` (env steps with the frozen offline
   policy, no updates) and `online_pretraining` (updates of a new critic) between offline and
-  online, and implements `iterate()` for them; balanced replay is a sampling rule with
-  learner-computed priorities.
+  online, and implements `iterate()` for them; its fine-tuning sets `sampling_rule: balanced`.
 - FamO2O: its module conditions the actor on an encoded balance coefficient β; the learner
   samples β per transition offline and the module's exploration forward draws β from the
   balance model online — the engine sees only an RLModule and a learner.
@@ -45,10 +48,21 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
   `sampling_rule: online` (a fresh online buffer); its exploration forward does UCB selection.
 - EDIS, CFDG: generators that write synthetic rows into extra store rows between online
   iterations (a learner hook after `add_online`); sampling draws from them by ratio.
-- BAQ, balanced replay: behaviour models and density-ratio networks live in the module;
-  priorities are computed by the learner and passed to the store's index sampler.
-- PEX, APL, RLPD: an extra frozen policy in the module (PEX), a per-update choice of sampling
-  rule (APL), `sampling_rule: ratio` with `offline_fraction: 0.5` and a high `utd_ratio` (RLPD).
+- Balanced replay: the `balanced` sampling rule, usable by any learner. The store keeps a
+  priority per row in a sum tree and draws ∝ priority; the learner owns a
+  `o2o.platform.balanced.BalancedReplay` (density-ratio network w(s, a) and its Adam, created at
+  the first balanced update, checkpointed with the learner), which after every balanced update
+  takes one step on an offline and an online minibatch and rewrites the drawn rows' priorities
+  w^(1/T); new online rows get theirs in `add_online`. Fields: `balanced_temperature`,
+  `density_ratio_lr`, `density_ratio_batch_size`.
+- BAQ: its behaviour model lives in the module; its divergence priorities can go through the
+  same per-row priorities of the store (`set_priorities`).
+- APL: the learner hook `update_sampling(sampling)` chooses each update's rule — the phase's
+  rule (`union`: the dataset and every online row, TD3+BC's loss) or, with probability 0.5 once
+  more than 10k online rows are held, `Sampling("online", online_window=20_000)` (the newest
+  rows only, TD3's loss); `update_step` reads the choice in `self.sampling`.
+- PEX, RLPD: an extra frozen policy in the module (PEX); `sampling_rule: ratio` with
+  `offline_fraction: 0.5` and a high `utd_ratio` (RLPD).
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.util.debug import log_once
 
+from o2o.platform.balanced import BalancedReplay
 from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.replay import SAMPLING_RULES, ReplayStore, Sampling, transition_columns
 from o2o.platform.rollout import O2OEnvRunner
@@ -110,7 +125,8 @@ class O2OConfig(AlgorithmConfig):
         self.utd_ratio: float = 1.0
         """Online gradient updates per environment step (RLPD: 20)."""
         self.sampling_rule: str = "union"
-        """Online minibatch rule: offline | union | ratio | online (see `o2o.platform.replay`)."""
+        """Online minibatch rule: offline | union | ratio | online | balanced (see
+        `o2o.platform.replay`)."""
         self.offline_fraction: float = 0.5
         """Dataset share of each online minibatch under the `ratio` rule."""
         self.offline_fraction_end: float | None = None
@@ -118,6 +134,14 @@ class O2OConfig(AlgorithmConfig):
         `anneal_env_steps` online steps (None keeps it fixed)."""
         self.anneal_env_steps: int = 0
         """Online steps over which `offline_fraction` anneals to `offline_fraction_end`."""
+        self.balanced_temperature: float = 5.0
+        """Under `balanced`: T in the priorities w(s, a)^(1/T) (Lee et al. 2021, Off2OnRL
+        `--temperature`; OPT uses 5 too)."""
+        self.density_ratio_lr: float = 3e-4
+        """Under `balanced`: Adam step size of the density-ratio network (Off2OnRL `--weight_net_lr`)."""
+        self.density_ratio_batch_size: int = 256
+        """Under `balanced`: size of each of the offline and online minibatches the density-ratio
+        network trains on per update (Off2OnRL `--weight_net_batch_size`)."""
         self.online_buffer_capacity: int = 1_000_000
         """Online rows kept; the oldest are overwritten beyond it."""
         self.random_steps: int = 0
@@ -173,6 +197,9 @@ class O2OConfig(AlgorithmConfig):
         env_steps_per_iteration: int = NotProvided,
         utd_ratio: float = NotProvided,
         sampling_rule: str = NotProvided,
+        balanced_temperature: float = NotProvided,
+        density_ratio_lr: float = NotProvided,
+        density_ratio_batch_size: int = NotProvided,
         offline_fraction: float = NotProvided,
         offline_fraction_end: float | None = NotProvided,
         anneal_env_steps: int = NotProvided,
@@ -266,6 +293,8 @@ class O2OConfig(AlgorithmConfig):
             self._value_error(f"offline_fraction and offline_fraction_end must lie in [0, 1], got {fractions}")
         if self.offline_fraction_end is not None and self.anneal_env_steps < 1:
             self._value_error("offline_fraction_end needs anneal_env_steps >= 1")
+        if self.balanced_temperature <= 0 or self.density_ratio_lr <= 0 or self.density_ratio_batch_size < 1:
+            self._value_error("balanced_temperature, density_ratio_lr and density_ratio_batch_size must be positive")
         if self.utd_ratio <= 0 or self.weight_sync_interval < 1 or self.updates_per_iteration < 1:
             self._value_error("utd_ratio, weight_sync_interval and updates_per_iteration must be positive")
         known = self.hyperparameter_names()
@@ -294,6 +323,10 @@ class O2OLearner(TorchLearner):
         self.num_updates = 0
         self.phase_updates = 0
         self.replay: ReplayStore | None = None
+        self.sampling = Sampling("offline")
+        """The rule the current update's minibatch was drawn by (set by `run_updates`)."""
+        self.balancer: BalancedReplay | None = None
+        """The `balanced` rule's density-ratio network, from the first balanced update on."""
         self.obs_mean: np.ndarray | None = None
         self.obs_std: np.ndarray | None = None
         self.reward_scale = 1.0
@@ -372,16 +405,41 @@ class O2OLearner(TorchLearner):
         assert self.replay is not None
         if self.needs_returns_to_go and "mc_returns" not in data:
             data = {**data, "mc_returns": np.full(len(data["rewards"]), -np.inf, np.float32)}
-        self.replay.add_online(self.transform(data))
+        rows = self.transform(data)
+        self.replay.add_online(rows, None if self.balancer is None else self.balancer.priorities_for(rows))
+
+    def update_sampling(self, sampling: Sampling) -> Sampling:
+        """Hook: the rule this update's minibatch is drawn by, given the rule of the learner call
+        (the phase's). The identity here; a method that picks a buffer per update overrides it
+        (APL). `run_updates` keeps the answer in `self.sampling` for `update_step` to read."""
+        return sampling
+
+    def _balancer(self) -> BalancedReplay:
+        """The `balanced` rule's density-ratio network, created on first use."""
+        if self.balancer is None:
+            assert self.replay is not None
+            hp = self.hp
+            self.balancer = BalancedReplay(
+                self.replay, hp.hidden_sizes, hp.density_ratio_lr, hp.density_ratio_batch_size, hp.balanced_temperature
+            )
+        return self.balancer
 
     def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float]:
-        """K gradient updates on minibatches drawn by `sampling`; metrics averaged once."""
+        """K gradient updates, each on a minibatch drawn by `update_sampling(sampling)`; under the
+        `balanced` rule each is followed by the density-ratio step and the drawn rows' new
+        priorities. Metrics averaged once."""
         assert self.replay is not None
         batch_size = self.hp.train_batch_size_per_learner
         totals: dict[str, torch.Tensor] = {}
         with torch.enable_grad():
             for _ in range(num_updates):
-                metrics = self.update_step(self.replay.sample(batch_size, sampling))
+                self.sampling = self.update_sampling(sampling)
+                balancer = self._balancer() if self.sampling.rule == "balanced" else None
+                indices = self.replay.sample_indices(batch_size, self.sampling)
+                batch = self.replay.gather(indices)
+                metrics = self.update_step(batch)
+                if balancer is not None:
+                    metrics = {**metrics, **balancer.update(self.replay, indices, batch)}
                 for key, value in metrics.items():
                     totals[key] = totals[key] + value if key in totals else value.detach().clone()
                 self.num_updates += 1
@@ -429,6 +487,7 @@ class O2OLearner(TorchLearner):
                 "phase": None if self.phase is None else vars(self.phase),
                 "phase_updates": self.phase_updates,
                 "torch_rng": torch.get_rng_state().numpy(),
+                "balanced": None if self.balancer is None else self.balancer.get_state(),
             }
         return state
 
@@ -442,6 +501,8 @@ class O2OLearner(TorchLearner):
             self.replay.set_state(own["replay"])
         if own["phase"] is not None:
             self._apply_phase(Phase(**own["phase"]))
+        if own.get("balanced") is not None:
+            self._balancer().set_state(own["balanced"])
         self.num_updates = own["num_updates"]
         self.phase_updates = own["phase_updates"]
         torch.set_rng_state(torch.from_numpy(np.asarray(own["torch_rng"], dtype=np.uint8)))

@@ -1,15 +1,26 @@
 """Learner-resident replay: the offline dataset and online experience in one packed tensor.
 
 Every transition is one row of a single float tensor on the learner's device: the dataset's
-rows first, then a ring of online rows. A minibatch is one `randint` and one row gather, then
+rows first, then a ring of online rows. A minibatch is one index draw and one row gather, then
 column views — no host round trip, no per-batch conversion. Sampling rules say where the rows of
 a minibatch come from; they are named so a method's config can choose one:
 
 - ``offline``: the dataset only (the offline phase);
-- ``union``: uniform over the dataset and everything collected online (IQL, FamO2O, CORL);
+- ``union``: uniform over the dataset and everything collected online (IQL, FamO2O, CORL, and
+  APL's offline buffer);
 - ``ratio``: a fixed fraction from the dataset, the rest from the online rows (RLPD's symmetric
   sampling at 0.5, Cal-QL's mixing);
-- ``online``: online rows only (E2O's fresh buffer, APL's online branch).
+- ``online``: online rows only (E2O's fresh buffer), or only the newest `online_window` of them
+  (APL's near-on-policy online buffer);
+- ``balanced``: every row, dataset and online, with probability proportional to its priority
+  (balanced replay, Lee et al. 2021). The store only keeps and samples the priorities; the
+  learner's `o2o.platform.balanced.BalancedReplay` computes them.
+
+Priorities live in a sum tree (`SumTree`) over all rows, allocated when a learner first asks
+for them (`track_priorities`): drawing a minibatch and rewriting its priorities each cost
+O(batch · log N) instead of the O(N) of a multinomial over the whole store (measured on one CPU
+thread with 2M rows: ~0.3 ms for a draw of 256 and their update together, against ~12 ms for one
+`torch.multinomial` draw).
 """
 
 from __future__ import annotations
@@ -20,26 +31,95 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SAMPLING_RULES = ("offline", "union", "ratio", "online")
+SAMPLING_RULES = ("offline", "union", "ratio", "online", "balanced")
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """Where a minibatch's rows come from: a rule and, for ``ratio``, the dataset fraction."""
+    """Where a minibatch's rows come from: a rule; for ``ratio``, the dataset fraction; for
+    ``online``, optionally a window of the newest online rows."""
 
     rule: str = "union"
     offline_fraction: float = 0.5
+    online_window: int | None = None
+    """Under ``online``: draw from the newest this-many online rows only (None: all of them)."""
 
     def __post_init__(self) -> None:
         if self.rule not in SAMPLING_RULES:
             raise ValueError(f"sampling rule {self.rule!r} is not one of {SAMPLING_RULES}")
         if not 0.0 <= self.offline_fraction <= 1.0:
             raise ValueError(f"offline_fraction must lie in [0, 1], got {self.offline_fraction}")
+        if self.online_window is not None and self.online_window < 1:
+            raise ValueError(f"online_window must be >= 1 or None, got {self.online_window}")
 
 
 def transition_columns(obs_dim: int, act_dim: int) -> dict[str, tuple[int, ...]]:
     """The packed layout: column name → per-row shape (() for a scalar), RLlib's column names."""
     return {"obs": (obs_dim,), "actions": (act_dim,), "rewards": (), "new_obs": (obs_dim,), "terminateds": ()}
+
+
+class SumTree:
+    """Non-negative priorities of `size` rows in a sum tree of fan-out `FANOUT` (float64, on one
+    device), for drawing rows ∝ priority.
+
+    Level 0 holds the priorities (padded with zeros to a multiple of the fan-out); each entry of
+    level j + 1 is the sum of a block of `FANOUT` entries of level j; the top level has exactly
+    `FANOUT` entries. A wide tree keeps the depth at 4 for millions of rows, so a draw or an
+    update is a few dozen vectorized tensor ops with no host round trip; a binary tree needs
+    over a hundred each (kernel launches on a GPU, interpreter overhead on a CPU; measured 2×
+    slower for a draw and its update on one CPU thread).
+    """
+
+    FANOUT = 64
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        k = self.FANOUT
+        length = -(-max(size, 1) // k) * k
+        self.levels = [torch.zeros(length, dtype=torch.float64, device=device)]
+        while length > k:
+            length = -(-(length // k) // k) * k
+            self.levels.append(torch.zeros(length, dtype=torch.float64, device=device))
+
+    @property
+    def total(self) -> torch.Tensor:
+        """Σ priorities (0-d tensor)."""
+        return self.levels[-1].sum()
+
+    def values(self, start: int, stop: int) -> torch.Tensor:
+        """The priorities of rows [start, stop)."""
+        return self.levels[0][start:stop]
+
+    def fill(self, start: int, values: torch.Tensor) -> None:
+        """Set a contiguous run of priorities and rebuild every upper level (O(size))."""
+        self.levels[0][start : start + len(values)] = values
+        for lower, upper in zip(self.levels[:-1], self.levels[1:]):
+            upper[: len(lower) // self.FANOUT] = lower.view(-1, self.FANOUT).sum(1)
+
+    def set(self, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Set the priorities of `rows` and recompute their ancestors' block sums. A row given
+        twice must carry the same value twice (a minibatch drawn with replacement does)."""
+        node = rows.to(torch.long)
+        self.levels[0][node] = values.to(torch.float64)
+        for lower, upper in zip(self.levels[:-1], self.levels[1:]):
+            node = node // self.FANOUT
+            upper[node] = lower.view(-1, self.FANOUT)[node].sum(1)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` rows drawn with probability ∝ priority, stratified: the i-th draw is uniform in the
+        i-th of n equal slices of the total mass (as the prioritized buffer of Off2OnRL does).
+        From the top level down, each draw picks the child block whose cumulative mass first
+        exceeds its remaining value u, and subtracts the mass of the blocks before it."""
+        device = self.levels[0].device
+        u = torch.rand(n, dtype=torch.float64, device=device, generator=generator)
+        u = (torch.arange(n, dtype=torch.float64, device=device) + u) * (self.total / n)
+        node = torch.zeros(n, dtype=torch.long, device=device)
+        for level in reversed(self.levels):
+            children = level.view(-1, self.FANOUT)[node]
+            through = children.cumsum(1)
+            choice = torch.searchsorted(through, u.unsqueeze(1), right=True).clamp_(max=self.FANOUT - 1)
+            u = u - (through.gather(1, choice) - children.gather(1, choice)).squeeze(1)
+            node = node * self.FANOUT + choice.squeeze(1)
+        return node
 
 
 class ReplayStore:
@@ -66,6 +146,8 @@ class ReplayStore:
         self.total_added = 0  # online transitions ever added, ring wrap included
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.priorities: SumTree | None = None
+        """Per-row priorities of the ``balanced`` rule; None until `track_priorities()`."""
         offsets = np.cumsum([0, *widths])
         self._slices = {k: slice(int(a), int(b)) for k, a, b in zip(self.columns, offsets[:-1], offsets[1:])}
 
@@ -76,24 +158,42 @@ class ReplayStore:
         parts = [np.asarray(data[k], dtype=np.float32).reshape(len(data[k]), -1) for k in self.columns]
         return np.concatenate(parts, axis=1)
 
-    def add_online(self, data: Mapping[str, np.ndarray]) -> None:
-        """Append online transitions, overwriting the oldest online rows once the ring is full."""
+    def track_priorities(self) -> None:
+        """Keep a priority per row from now on (the ``balanced`` rule needs them): every row held
+        so far starts at 1, as the dataset's rows do in Off2OnRL's prioritized buffer. A no-op
+        when priorities are already kept (e.g. restored from a checkpoint)."""
+        if self.priorities is not None:
+            return
+        self.priorities = SumTree(self.n_offline + self.capacity, self.device)
+        held = self.n_offline + self.n_online
+        self.priorities.fill(0, torch.ones(held, dtype=torch.float64, device=self.device))
+
+    def add_online(self, data: Mapping[str, np.ndarray], priorities: torch.Tensor | None = None) -> None:
+        """Append online transitions, overwriting the oldest online rows once the ring is full.
+        Where priorities are kept, the new rows take `priorities` (one per row; default 1)."""
         rows = torch.from_numpy(self._pack(data)).to(self.device)
         if len(rows) > self.capacity:  # only the newest `capacity` rows survive the write
             self.total_added += len(rows) - self.capacity
             rows = rows[-self.capacity :]
-        start = self.total_added % self.capacity
-        first = min(len(rows), self.capacity - start)
-        base = self.n_offline
-        self.table[base + start : base + start + first] = rows[:first]
-        if first < len(rows):
-            self.table[base : base + len(rows) - first] = rows[first:]
+            priorities = None if priorities is None else priorities[-self.capacity :]
+        slots = (self.total_added + torch.arange(len(rows), device=self.device)) % self.capacity + self.n_offline
+        self.table[slots] = rows
+        if self.priorities is not None:
+            self.priorities.set(slots, torch.ones(len(rows), device=self.device) if priorities is None else priorities)
         self.total_added += len(rows)
         self.n_online = min(self.n_online + len(rows), self.capacity)
+
+    def set_priorities(self, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """New positive priorities for rows `indices` (row numbers as `sample_indices` returns)."""
+        if self.priorities is None:
+            raise RuntimeError("this store keeps no priorities; call track_priorities() first")
+        self.priorities.set(indices, values)
 
     def sample_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
         """Row indices of one minibatch under a sampling rule."""
         rule = sampling.rule
+        if rule == "balanced":
+            return self._prioritized(batch_size)
         if rule == "union" and self.n_online == 0 or rule == "offline":
             return self._randint(0, self.n_offline, batch_size)
         if self.n_online == 0:
@@ -101,7 +201,7 @@ class ReplayStore:
         if rule == "union":
             return self._randint(0, self.n_offline + self.n_online, batch_size)
         if rule == "online" or self.n_offline == 0:
-            return self._randint(self.n_offline, self.n_offline + self.n_online, batch_size)
+            return self._newest_online(batch_size, sampling.online_window or self.n_online)
         n_off = int(round(batch_size * sampling.offline_fraction))
         return torch.cat(
             [
@@ -113,6 +213,23 @@ class ReplayStore:
     def _randint(self, low: int, high: int, n: int) -> torch.Tensor:
         return torch.randint(low, high, (n,), device=self.device, generator=self.generator)
 
+    def _newest_online(self, n: int, window: int) -> torch.Tensor:
+        """Uniform over the newest `window` online rows: the k-th newest sits k − 1 slots before
+        the ring's write position."""
+        window = min(window, self.n_online)
+        if window == self.n_online:
+            return self._randint(self.n_offline, self.n_offline + self.n_online, n)
+        age = self._randint(1, window + 1, n)
+        return (self.total_added - age) % self.capacity + self.n_offline
+
+    def _prioritized(self, n: int) -> torch.Tensor:
+        if self.priorities is None:
+            raise RuntimeError("sampling rule 'balanced' needs priorities; call track_priorities() first")
+        rows = self.priorities.sample(n, self.generator)
+        # Float rounding can carry a draw at the very top of the mass into the empty slots past
+        # the last held row; such a draw takes that last row.
+        return rows.clamp_(max=self.n_offline + self.n_online - 1)
+
     def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """Column views of the selected rows, each shaped (B, *its shape): scalars as (B,)."""
         rows = self.table.index_select(0, indices)
@@ -122,12 +239,15 @@ class ReplayStore:
         return self.gather(self.sample_indices(batch_size, sampling))
 
     def get_state(self) -> dict:
-        """The online rows and ring position (the dataset is re-read from its content hash)."""
-        online = self.table[self.n_offline : self.n_offline + self.n_online].cpu().numpy().copy()
+        """The online rows and ring position, the sampler's RNG and, where kept, the priorities of
+        every held row (the dataset itself is re-read from its content hash)."""
+        held = self.n_offline + self.n_online
+        online = self.table[self.n_offline : held].cpu().numpy().copy()
         return {
             "online_rows": online,
             "total_added": self.total_added,
             "generator": self.generator.get_state().cpu().numpy(),
+            "priorities": None if self.priorities is None else self.priorities.values(0, held).cpu().numpy().copy(),
         }
 
     def set_state(self, state: Mapping) -> None:
@@ -141,3 +261,6 @@ class ReplayStore:
         self.n_online = len(rows)
         self.total_added = int(state["total_added"])
         self.generator.set_state(torch.from_numpy(np.asarray(state["generator"], dtype=np.uint8)))
+        if state.get("priorities") is not None:
+            self.priorities = SumTree(self.n_offline + self.capacity, self.device)
+            self.priorities.fill(0, torch.from_numpy(np.asarray(state["priorities"], dtype=np.float64)).to(self.device))

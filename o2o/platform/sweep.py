@@ -89,7 +89,9 @@ def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], t
     config.environment(env_id)
     config.debugging(seed=trial["seed"])
     config.training(**{k: v for k, v in trial.items() if k not in ("dataset", "seed")})
-    if spec.budgets.offline_updates > 0 or config.sampling_rule in ("union", "ratio"):
+    # The dataset is read when the offline phase runs or an online minibatch may draw from it.
+    rules = {config.sampling_rule, config.for_phase("online").sampling_rule}
+    if spec.budgets.offline_updates > 0 or rules - {"online"}:
         config.offline_data(input_=[str(resolved.parquet_path)])
     config.o2o(dataset_id=resolved.dataset_id, dataset_hash=resolved.content_hash)
     return config
