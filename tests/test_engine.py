@@ -193,3 +193,31 @@ def test_state_normalization_and_reward_scale_reach_replay_and_env_runner(hopper
 def test_unknown_reward_normalization_is_refused() -> None:
     with pytest.raises(ValueError, match="reward_normalization 'zscore'"):
         IQLConfig().environment("Hopper-v5").o2o(reward_normalization="zscore").validate()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_phase_is_evaluated_before_the_next_phase_starts(hopper_random) -> None:
+    from o2o.algorithms.iql import IQLAlgorithm
+
+    events: list[str] = []
+
+    class Recording(IQLAlgorithm):
+        def evaluate(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            events.append("evaluate")
+            return super().evaluate(*args, **kwargs)
+
+        def on_phase_start(self, phase) -> None:  # noqa: ANN001
+            events.append(f"start {phase.name}")
+            super().on_phase_start(phase)
+
+    config = tiny_iql(hopper_random, offline_updates=100, online_env_steps=0)
+    config.o2o(offline_updates=100, online_env_steps=100)
+    config.algo_class = Recording
+    algo = config.build_algo()
+    try:
+        algo.train()
+        # the offline phase's last score is the offline policy's: the online phase's hook (PEX
+        # expands its policy there, SPOT resets its optimizers) runs after that evaluation
+        assert events == ["start offline", "evaluate", "start online"], events
+    finally:
+        algo.stop()

@@ -597,9 +597,7 @@ class O2OAlgorithm(Algorithm):
         if self.phase_progress >= phase.budget:
             self.phase_index += 1
             self.phase_progress = 0
-            self._phase_ended = True
-            if self.current_phase is not None:
-                self.on_phase_start(self.current_phase)
+            self._phase_ended = True  # the next phase starts in step(), after the evaluation
 
     def iterate(self, phase: Phase, remaining: int) -> int:
         """One iteration of `phase`, at most `remaining` units; returns the units done."""
@@ -667,6 +665,10 @@ class O2OAlgorithm(Algorithm):
             evaluation = self.evaluate()
         if evaluation:
             self._record_evaluation(evaluation)
+        if self._phase_ended and self.current_phase is not None:
+            # After the evaluation, so that a phase's last score is that phase's policy (PEX
+            # expands its policy, SPOT resets its optimizers when the online phase starts).
+            self.on_phase_start(self.current_phase)
         phase = self.current_phase
         self._metrics["counters/updates"] = float(self.updates)
         self._metrics["counters/env_steps"] = float(self.env_steps)
