@@ -2,12 +2,16 @@
 
 Protects what a paper table depends on: a run's score is its last evaluation, the mean and 95%
 bootstrap CI over seeds, rliable's IQM across datasets, which runs count (finished, this
-sweep), the curve PNGs, and one-line errors when there is nothing to report.
+sweep), the curve PNGs, one-line errors when there is nothing to report, and the HTML page:
+self-contained, every number on it, every text escaped, every run linked to the MLflow UI.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from o2o.platform.report import build_report, format_table
+from o2o.platform.report import LOCAL_MLFLOW_UI, build_report, format_table, mlflow_ui
 
 METRIC = "eval/normalized_score"
 STEPS = [0, 100, 200, 300, 400]
@@ -154,3 +158,103 @@ def test_one_experiment_shared_by_sweeps_compares_them(tmp_path: Path) -> None:
     rows = {r.algorithm: r.mean for r in build_report(uri, "comparison", tmp_path / "out").rows}
     # one table for every sweep; an algorithm two sweeps share is told apart by the sweep's name
     assert rows == {"iql": 40.0, "sac (sac_check)": 20.0, "sac (rlpd_check)": 30.0}
+
+
+class _Page(HTMLParser):
+    """Every tag of a page with its attributes, and each link's text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.links: dict[str, str] = {}
+        self._href: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+        if tag == "a":
+            self._href = dict(attrs)["href"]
+            self.links[self._href] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self.links[self._href] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._href = None
+
+
+RUN_LINK = re.compile(re.escape(LOCAL_MLFLOW_UI) + r"/#/experiments/\d+/runs/[0-9a-f]{32}")
+
+
+def test_html_page_is_self_contained(report) -> None:
+    assert report.html_path == report.table_path.parent / "report.html"
+    text = report.html_path.read_text(encoding="utf-8")
+    page = _Page(text)
+    names = {tag for tag, _ in page.tags}
+    assert not names & {"script", "link", "iframe", "object", "embed"}, "nothing to load or run"
+    assert "url(" not in text and "@import" not in text, "CSS fetches nothing"
+    images = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
+    assert len(images) == len(report.curve_paths), "one learning-curve figure per dataset"
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    for _, attrs in page.tags:
+        for key in ("src", "href"):
+            if re.match(r"https?://", attrs.get(key, "")):
+                assert key == "href" and RUN_LINK.fullmatch(attrs[key]), attrs[key]
+
+
+def test_html_page_shows_every_number(report) -> None:
+    text = report.html_path.read_text(encoding="utf-8")
+    assert "<h1>paper · s1</h1>" in text and "eval/normalized_score" in text
+    for r in report.rows:
+        assert f"{r.mean:.1f}</span>" in text
+        assert f"[{r.ci_low:.1f}, {r.ci_high:.1f}]" in text
+        assert f"n={r.n_seeds}" in text
+    for value, low, high in report.iqm.values():
+        assert f"{value:.1f}</span>" in text and f"[{low:.1f}, {high:.1f}]" in text
+    for dataset in ("hopper-medium", "walker2d-medium"):  # calql wins both
+        best = next(r for r in report.rows if (r.algorithm, r.dataset) == ("calql", dataset))
+        assert f'<td class="best"><span class="mean">{best.mean:.1f}</span>' in text
+    assert text.count('class="best"') == 2
+    for t in report.trials:
+        if t.final is not None:
+            assert f'<td class="num">{t.final:.1f}</td>' in text
+
+
+def test_html_page_links_every_run_to_mlflow(store, report) -> None:
+    # The sweep's runs, counted or not: 12 finished, one failed, one that never evaluated;
+    # the other sweep's run is not on the page.
+    assert len(report.trials) == 14
+    uncounted = {(t.status, t.final) for t in report.trials if not t.counted}
+    assert uncounted == {("FAILED", 0.0), ("FINISHED", None)}
+    experiment_id = MlflowClient(tracking_uri=store).get_experiment_by_name("paper").experiment_id
+    links = _Page(report.html_path.read_text(encoding="utf-8")).links
+    assert links == {
+        f"{LOCAL_MLFLOW_UI}/#/experiments/{experiment_id}/runs/{t.run_id}": t.run_id
+        for t in report.trials
+    }
+    assert f"mlflow ui --backend-store-uri {store}" in report.html_path.read_text()
+
+
+def test_html_page_escapes_every_name(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("<b>exp</b>")
+    for seed in range(2):
+        _log_run(client, experiment_id, 'a&"b', "<script>x</script>", seed, 10.0, sweep="<i>")
+    report = build_report(uri, "<b>exp</b>", tmp_path / "out", sweep="<i>")
+    text = report.html_path.read_text(encoding="utf-8")
+    assert "<script" not in text and "<b>exp" not in text and "<i>" not in text
+    assert "&lt;script&gt;x&lt;/script&gt;" in text and "a&amp;&quot;b" in text
+    assert not {tag for tag, _ in _Page(text).tags} & {"script", "i"}
+
+
+def test_mlflow_ui_of_a_server_and_of_a_local_store() -> None:
+    assert mlflow_ui("http://mlflow.lab:5000/") == ("http://mlflow.lab:5000", None)
+    assert mlflow_ui("sqlite:////data/my runs/mlflow.db") == (
+        LOCAL_MLFLOW_UI,
+        "mlflow ui --backend-store-uri 'sqlite:////data/my runs/mlflow.db'",
+    )

@@ -183,6 +183,7 @@ def _report(args: argparse.Namespace) -> int:
     print(f"\ntable: {report.table_path}")
     for path in report.curve_paths:
         print(f"curve: {path}")
+    print(f"html: {report.html_path}")
     return 0
 
 
@@ -202,6 +203,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         report = build_report(result.tracking_uri, result.experiment, result.storage / "report", sweep=result.name)
         print(format_table(report))
         print(f"\nlearning curves: {', '.join(str(p) for p in report.curve_paths)}")
+        print(f"report page: {report.html_path}")
     return code
 
 

@@ -8,6 +8,10 @@ all its dataset × seed scores with a stratified-bootstrap CI (rliable; Agarwal 
 outlier runs. Learning curves are one PNG per dataset: mean over seeds against MLflow's step,
 with a 95% CI band (min–max with two seeds or fewer), one line per algorithm.
 
+``report.html`` puts all of it on one self-contained page (inline CSS, curves as PNG data URIs,
+no scripts, nothing fetched) with a per-trial table whose run ids link to the MLflow UI, so a
+report can be opened from disk or mailed as a single file.
+
 Runs are grouped by their ``o2o.algorithm`` and ``dataset_id`` tags and the ``seed`` param; an
 experiment that several sweeps share (``tracking.experiment``) is one comparison, and where two
 sweeps run the same algorithm (SAC and RLPD-style SAC) their rows carry the sweep's name too;
@@ -17,15 +21,21 @@ a table. Bootstraps use fixed seeds, so a report is reproducible.
 
 from __future__ import annotations
 
+import base64
 import csv
 import re
+import shlex
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
+from html import escape
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from rliable import library as rly
@@ -39,6 +49,8 @@ TAG_DATASET = "dataset_id"
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
+"""Where `mlflow ui` serves a store that has no tracking server (sqlite, a file store)."""
 
 
 @dataclass
@@ -54,6 +66,22 @@ class ScoreRow:
 
 
 @dataclass
+class TrialRow:
+    """One MLflow run of the selection, whether or not it counted in the tables."""
+
+    algorithm: str
+    dataset: str
+    seed: str
+    final: float | None
+    """The run's last evaluation of the metric; None when it never evaluated."""
+    status: str
+    run_id: str
+    counted: bool
+    """Whether its score entered the tables: evaluated, and finished unless unfinished runs were
+    asked for."""
+
+
+@dataclass
 class Report:
     """A built report and the files it wrote."""
 
@@ -62,6 +90,8 @@ class Report:
     """algorithm → (IQM, CI low, CI high) over all its datasets × seeds."""
     curve_paths: list[Path]
     table_path: Path
+    trials: list[TrialRow]
+    html_path: Path
 
 
 @dataclass
@@ -87,9 +117,12 @@ def build_report(
 
     `sweep` keeps only runs tagged with that sweep name; `include_unfinished` also counts runs
     that are still running or failed (a preview of a sweep in progress). Writes ``scores.md``,
-    ``scores.csv`` and ``curve_<dataset>.png``; raises ValueError when there is nothing to report.
+    ``scores.csv``, ``curve_<dataset>.png`` and ``report.html``; raises ValueError when there is
+    nothing to report.
     """
-    series = _load_series(tracking_uri, experiment, metric, sweep, include_unfinished)
+    experiment_id, series, trials = _load_runs(
+        tracking_uri, experiment, metric, sweep, include_unfinished
+    )
     groups: dict[tuple[str, str], list[_Series]] = defaultdict(list)
     for s in series:
         groups[(s.algorithm, s.dataset)].append(s)
@@ -98,17 +131,22 @@ def build_report(
     iqm = _iqm(groups)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    colors = _colors(sorted({a for a, _ in groups}))
     curve_paths = [
-        _plot_curves(dataset, groups, metric, out_dir)
+        _plot_curves(dataset, groups, metric, colors, out_dir)
         for dataset in sorted({d for _, d in groups})
     ]
-    report = Report(rows, iqm, curve_paths, out_dir / "scores.md")
+    report = Report(
+        rows, iqm, curve_paths, out_dir / "scores.md", trials, out_dir / "report.html"
+    )
     report.table_path.write_text(format_table(report))
     with (out_dir / "scores.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["algorithm", "dataset", "n_seeds", "mean", "ci_low", "ci_high"])
         for r in rows:
             writer.writerow([r.algorithm, r.dataset, r.n_seeds, r.mean, r.ci_low, r.ci_high])
+    title = _Title(experiment, experiment_id, sweep, metric, tracking_uri, include_unfinished)
+    report.html_path.write_text(_format_html(report, title, colors), encoding="utf-8")
     return report
 
 
@@ -136,10 +174,20 @@ def format_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load_series(
+def mlflow_ui(tracking_uri: str) -> tuple[str, str | None]:
+    """The address of the MLflow UI that shows `tracking_uri`'s runs, and the command that
+    starts it when no server does: a tracking server serves its own UI, while a sqlite or file
+    store is only seen through a local ``mlflow ui``, which listens on 127.0.0.1:5000."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/"), None
+    return LOCAL_MLFLOW_UI, f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
+
+
+def _load_runs(
     tracking_uri: str, experiment: str, metric: str, sweep: str | None, include_unfinished: bool
-) -> list[_Series]:
-    """Every selected run's history of `metric`, as (step, value) arrays sorted by step."""
+) -> tuple[str, list[_Series], list[TrialRow]]:
+    """The experiment's id, every counted run's history of `metric` (as (step, value) arrays
+    sorted by step), and one TrialRow per run of the selection, counted or not."""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         if not db.is_file():
@@ -149,48 +197,57 @@ def _load_series(
     if found is None:
         raise ValueError(f"MLflow experiment {experiment!r} not found at {tracking_uri}")
 
-    filters = []
-    if sweep is not None:
-        filters.append(f"tags.`{TAG_SWEEP}` = '{sweep}'")
-    if not include_unfinished:
-        filters.append("attributes.status = 'FINISHED'")
+    # Runs of every status are read so that the per-trial table shows the failed ones too.
+    selection = f"tags.`{TAG_SWEEP}` = '{sweep}'" if sweep is not None else ""
     runs = [
         r
-        for r in _search_all(client, found.experiment_id, " and ".join(filters))
+        for r in _search_all(client, found.experiment_id, selection)
         if TAG_ALGORITHM in r.data.tags and TAG_DATASET in r.data.tags
     ]
+    counted = [r for r in runs if include_unfinished or r.info.status == "FINISHED"]
     which = f"experiment {experiment!r}" + (f" sweep {sweep!r}" if sweep else "")
-    if not runs:
+    if not counted:
         state = "" if include_unfinished else "finished "
         raise ValueError(
             f"{which} has no {state}runs tagged {TAG_ALGORITHM} and {TAG_DATASET}"
         )
 
     sweeps_of: dict[str, set[str]] = defaultdict(set)
-    for run in runs:
+    for run in counted:
         sweeps_of[run.data.tags[TAG_ALGORITHM]].add(run.data.tags.get(TAG_SWEEP, ""))
+    counted_ids = {r.info.run_id for r in counted}
     series = []
+    trials = []
     for run in runs:
-        if metric not in run.data.metrics:
-            continue
         algorithm = run.data.tags[TAG_ALGORITHM]
         if len(sweeps_of[algorithm]) > 1:  # e.g. SAC and RLPD-style SAC in one experiment
             algorithm = f"{algorithm} ({run.data.tags.get(TAG_SWEEP, '?')})"
-        history = sorted(
-            client.get_metric_history(run.info.run_id, metric), key=lambda m: (m.step, m.timestamp)
-        )
-        series.append(
-            _Series(
-                algorithm=algorithm,
-                dataset=run.data.tags[TAG_DATASET],
-                seed=run.data.params.get("seed", run.info.run_id),
-                steps=np.array([m.step for m in history]),
-                values=np.array([m.value for m in history], dtype=float),
+        dataset = run.data.tags[TAG_DATASET]
+        seed = run.data.params.get("seed", run.info.run_id)
+        final = run.data.metrics.get(metric)
+        counts = run.info.run_id in counted_ids and final is not None
+        if counts:
+            history = sorted(
+                client.get_metric_history(run.info.run_id, metric),
+                key=lambda m: (m.step, m.timestamp),
             )
+            values = np.array([m.value for m in history], dtype=float)
+            series.append(
+                _Series(algorithm, dataset, seed, np.array([m.step for m in history]), values)
+            )
+            final = float(values[-1])
+        trials.append(
+            TrialRow(algorithm, dataset, seed, final, run.info.status, run.info.run_id, counts)
         )
     if not series:
         raise ValueError(f"metric {metric!r} was never logged in {which}")
-    return series
+    trials.sort(key=lambda t: (t.algorithm, t.dataset, _natural(t.seed)))
+    return found.experiment_id, series, trials
+
+
+def _natural(text: str) -> tuple[int, int | str]:
+    """Sort key that puts seed "2" before seed "10"."""
+    return (0, int(text)) if text.isdigit() else (1, text)
 
 
 def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
@@ -254,8 +311,18 @@ def _iqm(groups: dict[tuple[str, str], list[_Series]]) -> dict[str, tuple[float,
     }
 
 
+def _colors(algorithms: list[str]) -> dict[str, str]:
+    """One colour per algorithm (matplotlib's default cycle), the same in every figure and on
+    the HTML page, so a reader follows an algorithm by its colour across datasets."""
+    return {a: to_hex(f"C{i % 10}") for i, a in enumerate(algorithms)}
+
+
 def _plot_curves(
-    dataset: str, groups: dict[tuple[str, str], list[_Series]], metric: str, out_dir: Path
+    dataset: str,
+    groups: dict[tuple[str, str], list[_Series]],
+    metric: str,
+    colors: dict[str, str],
+    out_dir: Path,
 ) -> Path:
     """One PNG: each algorithm's mean curve over seeds with its band."""
     figure = Figure(figsize=(6, 4), dpi=120)
@@ -264,10 +331,12 @@ def _plot_curves(
         if d != dataset:
             continue
         steps, mean, low, high = _curve_band(group)
-        (line,) = axes.plot(steps, mean, label=f"{algorithm} (n={len(group)})")
-        axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        color = colors[algorithm]
+        axes.plot(steps, mean, color=color, label=f"{algorithm} (n={len(group)})")
+        axes.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
     axes.set_title(dataset)
     axes.set_xlabel("step (offline updates + env steps)")
+    axes.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M rather than a 1e6 offset
     axes.set_ylabel(metric)
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
@@ -296,3 +365,240 @@ def _curve_band(group: list[_Series]) -> tuple[np.ndarray, ...]:
         rng=np.random.default_rng(BOOTSTRAP_SEED),
     ).confidence_interval
     return steps, mean, ci.low, ci.high
+
+
+@dataclass
+class _Title:
+    """What the HTML page says about where its numbers come from."""
+
+    experiment: str
+    experiment_id: str
+    sweep: str | None
+    metric: str
+    tracking_uri: str
+    include_unfinished: bool
+
+
+def _format_html(report: Report, title: _Title, colors: dict[str, str]) -> str:
+    """The report as one self-contained page: inline CSS, curves as PNG data URIs, no scripts,
+    and nothing fetched but the MLflow run pages a reader clicks. Every text is escaped."""
+    ui, start_ui = mlflow_ui(title.tracking_uri)
+    heading = title.experiment + (f" · {title.sweep}" if title.sweep else "")
+    generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    n_counted = sum(t.counted for t in report.trials)
+    which = "any status" if title.include_unfinished else "finished"
+    meta = [
+        f"experiment <b>{escape(title.experiment)}</b>",
+        *([f"sweep <b>{escape(title.sweep)}</b>"] if title.sweep else []),
+        f"metric <code>{escape(title.metric)}</code>",
+        f"{n_counted} of {len(report.trials)} runs counted ({which}, evaluated)",
+        f"generated {escape(generated)}",
+    ]
+    datasets = sorted({r.dataset for r in report.rows})  # the order of report.curve_paths
+    curves = "\n".join(
+        f'<figure><img alt="learning curves on {escape(dataset)}" '
+        f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+        "</figure>"
+        for dataset, path in zip(datasets, report.curve_paths, strict=True)
+    )
+    ui_note = (
+        f"Run ids open the run in the MLflow UI at {escape(ui)}."
+        if start_ui is None
+        else f"Run ids open the run in a local MLflow UI; start it with "
+        f"<code>{escape(start_ui)}</code>, then click."
+    )
+    if n_counted < len(report.trials):
+        ui_note += " Rows on a grey background did not count in the tables above."
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>o2o report · {escape(heading)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header>
+<p class="kicker">o2o report</p>
+<h1>{escape(heading)}</h1>
+<p class="meta">{" · ".join(meta)}</p>
+</header>
+<section>
+<h2>Final score</h2>
+<p class="note">Mean over seeds of each run's last evaluation, with its 95% percentile-bootstrap
+CI and the number of seeds; the best mean on each dataset is highlighted.</p>
+<div class="wide">{_score_table(report.rows, colors)}</div>
+</section>
+{_iqm_section(report.iqm, colors)}
+<section>
+<h2>Learning curves</h2>
+<p class="note">Mean over seeds against MLflow's step (offline updates, then environment steps),
+with a 95% bootstrap band (min–max with two seeds or fewer).</p>
+<div class="curves">
+{curves}
+</div>
+</section>
+<section>
+<h2>Trials</h2>
+<p class="note">{ui_note}</p>
+{_trial_table(report.trials, ui, title.experiment_id)}
+</section>
+<footer>Written by <code>o2o report</code> beside <code>scores.md</code>, <code>scores.csv</code>
+and the curve PNGs. Tracking store <code>{escape(title.tracking_uri)}</code>.</footer>
+</body>
+</html>
+"""
+
+
+def _swatch(algorithm: str, colors: dict[str, str]) -> str:
+    """The algorithm's name after a dot of its curve colour."""
+    return (
+        f'<span class="swatch" style="background:{escape(colors[algorithm])}"></span>'
+        f"{escape(algorithm)}"
+    )
+
+
+def _score_table(rows: list[ScoreRow], colors: dict[str, str]) -> str:
+    """Algorithms down, datasets across; each cell the mean, its CI and seeds."""
+    datasets = sorted({r.dataset for r in rows})
+    algorithms = sorted({r.algorithm for r in rows})
+    cell = {(r.algorithm, r.dataset): r for r in rows}
+    best = {d: max(r.mean for r in rows if r.dataset == d) for d in datasets}
+    head = "".join(f"<th>{escape(d)}</th>" for d in datasets)
+    body = []
+    for algorithm in algorithms:
+        cells = []
+        for dataset in datasets:
+            r = cell.get((algorithm, dataset))
+            if r is None:
+                cells.append('<td class="missing">—</td>')
+                continue
+            mark = ' class="best"' if r.mean == best[dataset] else ""
+            cells.append(
+                f'<td{mark}><span class="mean">{r.mean:.1f}</span> '
+                f'<span class="ci">[{r.ci_low:.1f}, {r.ci_high:.1f}]</span> '
+                f'<span class="n">n={r.n_seeds}</span></td>'
+            )
+        body.append(f'<tr><th scope="row">{_swatch(algorithm, colors)}</th>{"".join(cells)}</tr>')
+    return (
+        f'<table class="scores"><thead><tr><th>algorithm</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _iqm_section(iqm: dict[str, tuple[float, float, float]], colors: dict[str, str]) -> str:
+    """The IQM table with a bar and CI whisker per algorithm on one shared scale."""
+    if not iqm:
+        return ""
+    low_end = min(0.0, *(low for _, low, _ in iqm.values()))
+    high_end = max(0.0, *(high for _, _, high in iqm.values()))
+    span = (high_end - low_end) or 1.0
+
+    def at(x: float) -> float:
+        return 100 * (x - low_end) / span
+
+    rows = []
+    for algorithm, (value, low, high) in sorted(iqm.items(), key=lambda kv: -kv[1][0]):
+        left, right = sorted((at(0.0), at(value)))
+        rows.append(
+            f'<tr><th scope="row">{_swatch(algorithm, colors)}</th>'
+            f'<td><span class="mean">{value:.1f}</span> '
+            f'<span class="ci">[{low:.1f}, {high:.1f}]</span></td>'
+            f'<td class="plot"><div class="track">'
+            f'<div class="bar" style="left:{left:.2f}%;width:{right - left:.2f}%;'
+            f'background:{escape(colors[algorithm])}"></div>'
+            f'<div class="whisker" style="left:{at(low):.2f}%;width:{at(high) - at(low):.2f}%">'
+            f"</div></div></td></tr>"
+        )
+    return f"""<section>
+<h2>Aggregate over datasets</h2>
+<p class="note">Interquartile mean of every dataset × seed final score, with rliable's 95%
+stratified-bootstrap CI; only seeds that finished on all of an algorithm's datasets enter.</p>
+<table class="iqm"><thead><tr><th>algorithm</th><th>IQM [95% CI]</th>
+<th class="plot"><span>{low_end:.0f}</span><span>{high_end:.0f}</span></th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+</section>"""
+
+
+def _trial_table(trials: list[TrialRow], ui: str, experiment_id: str) -> str:
+    """One row per run, its id linking to the run's page in the MLflow UI; a rule above each
+(algorithm, dataset) group, whose name its later rows repeat in grey."""
+    body = []
+    previous = None
+    for t in trials:
+        final = "—" if t.final is None else f"{t.final:.1f}"
+        url = f"{ui}/#/experiments/{experiment_id}/runs/{t.run_id}"
+        marks = [
+            *(["first"] if (t.algorithm, t.dataset) != previous else []),
+            *(["skipped"] if not t.counted else []),
+        ]
+        previous = (t.algorithm, t.dataset)
+        body.append(
+            f'<tr class="{" ".join(marks)}">'
+            f"<td>{escape(t.algorithm)}</td><td>{escape(t.dataset)}</td>"
+            f'<td class="num">{escape(t.seed)}</td><td class="num">{final}</td>'
+            f'<td><span class="status {escape(t.status.lower())}">{escape(t.status)}</span></td>'
+            f'<td><a href="{escape(url)}"><code>{escape(t.run_id)}</code></a></td></tr>'
+        )
+    return (
+        '<table class="trials"><thead><tr><th>algorithm</th><th>dataset</th>'
+        '<th class="num">seed</th><th class="num">final score</th><th>status</th>'
+        f"<th>MLflow run</th></tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+_CSS = """
+:root { --ink: #1f2328; --muted: #656d76; --line: #d0d7de; --soft: #f6f8fa;
+  --accent: #0969da; --best: #dafbe1; --best-ink: #116329; }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1200px; padding: 28px 32px 48px; color: var(--ink);
+  font: 15px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; }
+header { border-bottom: 1px solid var(--line); margin-bottom: 8px; }
+.kicker { margin: 0; color: var(--muted); font-size: 12px; font-weight: 600;
+  letter-spacing: .04em; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 19px; margin: 28px 0 4px; }
+.meta, .note, footer { color: var(--muted); font-size: 13px; }
+.note { margin: 0 0 10px; max-width: 80ch; }
+code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+table { border-collapse: collapse; }
+.wide { overflow-x: auto; }
+th, td { padding: 6px 12px; border-bottom: 1px solid var(--line); text-align: left;
+  vertical-align: middle; }
+thead th { background: var(--soft); font-weight: 600; font-size: 13px; }
+.scores td, .scores thead th:not(:first-child) { text-align: center; }
+.mean { font-weight: 600; font-variant-numeric: tabular-nums; }
+.ci, .n { color: var(--muted); font-size: 12.5px; font-variant-numeric: tabular-nums; }
+.scores .n { display: block; }
+.scores td.best { background: var(--best); }
+.scores td.best .mean { color: var(--best-ink); }
+.missing { color: var(--muted); }
+.iqm td.plot, .iqm th.plot { width: 360px; }
+.iqm th.plot { color: var(--muted); font-weight: 400; }
+.iqm th.plot span + span { float: right; }
+.track { position: relative; height: 18px; background: var(--soft); border-radius: 3px; }
+.bar { position: absolute; top: 3px; bottom: 3px; border-radius: 2px; opacity: .8; }
+.whisker { position: absolute; top: 3px; height: 12px; border: solid var(--ink);
+  border-width: 0 2px; background: linear-gradient(var(--ink), var(--ink)) center / 100% 2px
+  no-repeat; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 50%;
+  margin-right: 8px; vertical-align: 0; }
+.curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
+  gap: 16px; }
+figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 6px; }
+figure img { width: 100%; height: auto; display: block; }
+.trials { font-size: 13.5px; }
+.trials td { padding: 4px 12px; border-bottom-color: #eaeef2; }
+.trials tr:not(.first) td:nth-child(-n+2) { color: #aab1b9; }
+.trials tr.first td { border-top: 2px solid var(--line); }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+.trials tr.skipped td { color: var(--muted); background: var(--soft); }
+.status { font-size: 11.5px; font-weight: 600; padding: 1px 7px; border-radius: 10px;
+  background: #eaeef2; color: var(--muted); }
+.status.finished { background: #dafbe1; color: #116329; }
+.status.failed, .status.killed { background: #ffebe9; color: #a40e26; }
+.status.running, .status.scheduled { background: #ddf4ff; color: #0550ae; }
+a { color: var(--accent); text-decoration: none; }
+a:hover { text-decoration: underline; }
+footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid var(--line); }
+"""
