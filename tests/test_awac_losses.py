@@ -138,7 +138,8 @@ def test_envrunner_module_holds_only_the_actor_acting_by_its_mean_or_a_sample() 
     module = AWACModule(
         observation_space=OBS_SPACE, action_space=ACT_SPACE, inference_only=True, model_config=config.network_config()
     )
-    assert {k.split(".")[0] for k in module.state_dict()} == {"actor"}, "EnvRunners build the actor only"
+    # the actor, and the state statistics its forwards standardize observations with
+    assert {k.split(".")[0] for k in module.state_dict()} == {"actor", "obs_normalizer"}, "EnvRunners build the actor only"
     torch.manual_seed(0)
     batch = {Columns.OBS: torch.randn(5000, 3)}
     greedy = module.forward_inference(batch)[Columns.ACTIONS]

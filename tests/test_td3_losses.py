@@ -101,7 +101,8 @@ def test_envrunner_module_holds_only_the_actor_and_explores_with_gaussian_noise(
     module = TD3Module(
         observation_space=obs_space, action_space=act_space, inference_only=True, model_config=config.network_config()
     )
-    assert {k.split(".")[0] for k in module.state_dict()} == {"actor"}, "EnvRunners build the actor only"
+    # the actor, and the state statistics its forwards standardize observations with
+    assert {k.split(".")[0] for k in module.state_dict()} == {"actor", "obs_normalizer"}, "EnvRunners build the actor only"
     with torch.no_grad():
         module.actor.net[-1].weight.zero_()
         module.actor.net[-1].bias.zero_()  # μ(s) = 0: exploration actions are the noise alone
