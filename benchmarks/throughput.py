@@ -1,291 +1,333 @@
-"""Throughput of o2o's learners against plain single-file PyTorch loops doing the same work.
+"""Throughput of o2o's learners against plain single-file PyTorch loops doing the same updates.
 
-Protocol (benchmarks/README.md): one process, one torch thread, the same networks (256×2),
-batch 256, Hopper-v5 dimensions; each side warmed up, then timed over the same number of
-updates (or env steps), alternating sides for `--rounds` rounds; the median is reported.
+For every registered algorithm (`o2o.algorithms.REGISTRY`), three measurements:
 
-    python benchmarks/throughput.py                 # offline IQL, online SAC, 1M-row memory
-    python benchmarks/throughput.py --only offline
+- offline: gradient updates per second of o2o's learner (`run_updates` on its learner-resident
+  replay) and of the algorithm's plain loop (`plain_loops.PLAIN_LOOPS`), both on 100k synthetic
+  Hopper-sized transitions;
+- online: environment steps per second on Hopper-v5 at one update per step, o2o's engine path
+  (`Algorithm.train()`: EnvRunner collection, replay append, update, weight sync every step)
+  against the plain loop acting with the same actor and doing the same update;
+- memory: peak RSS of a fresh process that builds the learner (or the plain loop) on 1M
+  transitions and runs a few updates.
+
+Protocol (benchmarks/README.md): one process, one torch thread, the same networks (256×2,
+also for AWAC and CQL, whose defaults are 3×256), batch 256, Hopper-v5 dimensions; each side
+warmed up, then timed over the same number of updates (or env steps), alternating sides for
+`--rounds` rounds; the median is reported. An algorithm without a plain loop is measured on
+o2o's side only, so a newly registered one shows up in the table at once.
+
+    python benchmarks/throughput.py                                  # every algorithm, all three
+    python benchmarks/throughput.py --algorithms iql td3bc --only offline --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
-OBS, ACT, HIDDEN, BATCH = 11, 3, 256, 256
+from plain_loops import ACT, BATCH, GAMMA, OBS, PLAIN_LOOPS, PlainOnline, Replay
 
-
-def mlp(i: int, o: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, o))
+HERE = Path(__file__).resolve().parent
+EPISODE = 1000
+"""Length of the synthetic dataset's episodes (Hopper's time limit); Cal-QL's returns-to-go and
+IQL's return-range reward scale read them."""
+ONLINE_SETTINGS: dict[str, dict[str, Any]] = {
+    # SPOT pretrains its VAE on the dataset first; the online benchmark has no dataset.
+    "spot": {"vae_pretrain_updates": 0},
+}
+"""Per-algorithm settings the online benchmark needs, each with its reason."""
+Results = dict[str, Any]
 
 
 def synthetic(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """n Hopper-sized transitions of random numbers in `EPISODE`-step episodes, with each row's
+    discounted return-to-go (`mc_returns`, the column Cal-QL reads)."""
     rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=np.int64) % EPISODE
+    rewards = rng.standard_normal(n, dtype=np.float32)
+    # Discounted reverse cumulative sum within each episode, one vectorized step per position.
+    padded = np.zeros(-(-n // EPISODE) * EPISODE, np.float32)
+    padded[:n] = rewards
+    per_episode = padded.reshape(-1, EPISODE)
+    returns = np.zeros_like(per_episode)
+    returns[:, -1] = per_episode[:, -1]
+    for i in range(EPISODE - 2, -1, -1):
+        returns[:, i] = per_episode[:, i] + GAMMA * returns[:, i + 1]
     return {
         "obs": rng.standard_normal((n, OBS), dtype=np.float32),
         "actions": rng.uniform(-0.99, 0.99, (n, ACT)).astype(np.float32),
-        "rewards": rng.standard_normal(n, dtype=np.float32),
+        "rewards": rewards,
         "new_obs": rng.standard_normal((n, OBS), dtype=np.float32),
         "terminateds": (rng.random(n) < 0.01).astype(np.float32),
+        "mc_returns": returns.reshape(-1)[:n],
+        "eps_id": np.arange(n, dtype=np.int64) // EPISODE,
+        "t": t,
     }
 
 
-# --- plain PyTorch IQL, written as a single-file implementation would (CORL's layout) ---------
+def registered(requested: list[str] | None) -> list[str]:
+    """The algorithms to measure: those asked for (each must be registered), else every one."""
+    from o2o.algorithms import REGISTRY
 
-
-class PlainIQL:
-    """Twin Q, V, Gaussian actor; three optimizers, three backward passes, Polyak target."""
-
-    def __init__(self, data: dict[str, np.ndarray]) -> None:
-        self.data = {k: torch.from_numpy(v) for k, v in data.items()}
-        self.n = len(data["rewards"])
-        self.q1, self.q2, self.v = mlp(OBS + ACT, 1), mlp(OBS + ACT, 1), mlp(OBS, 1)
-        self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
-        self.actor = mlp(OBS, ACT)
-        self.log_std = nn.Parameter(torch.zeros(ACT))
-        self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=3e-4)
-        self.v_opt = torch.optim.Adam(self.v.parameters(), lr=3e-4)
-        self.a_opt = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=3e-4)
-
-    def update(self) -> None:
-        idx = torch.randint(0, self.n, (BATCH,))
-        o, a, r, o2, d = (self.data[k][idx] for k in ("obs", "actions", "rewards", "new_obs", "terminateds"))
-        oa = torch.cat([o, a], -1)
-        with torch.no_grad():
-            q_t = torch.min(self.q1_t(oa), self.q2_t(oa)).squeeze(-1)
-            next_v = self.v(o2).squeeze(-1)
-        v = self.v(o).squeeze(-1)
-        u = q_t - v
-        v_loss = (torch.abs(0.7 - (u < 0).float()) * u**2).mean()
-        self.v_opt.zero_grad()
-        v_loss.backward()
-        self.v_opt.step()
-        target = r + 0.99 * (1 - d) * next_v
-        q_loss = ((self.q1(oa).squeeze(-1) - target) ** 2).mean() + ((self.q2(oa).squeeze(-1) - target) ** 2).mean()
-        self.q_opt.zero_grad()
-        q_loss.backward()
-        self.q_opt.step()
-        w = torch.exp(3.0 * u.detach()).clamp(max=100.0)
-        mean = torch.tanh(self.actor(o))
-        logp = torch.distributions.Normal(mean, self.log_std.exp()).log_prob(a).sum(-1)
-        a_loss = -(w * logp).mean()
-        self.a_opt.zero_grad()
-        a_loss.backward()
-        self.a_opt.step()
-        with torch.no_grad():
-            for t, s in zip([*self.q1_t.parameters(), *self.q2_t.parameters()], [*self.q1.parameters(), *self.q2.parameters()]):
-                t.lerp_(s, 0.005)
-
-
-# --- plain PyTorch SAC, CleanRL's loop shape, UTD 1 ---------------------------------------------
-
-
-class PlainSAC:
-    def __init__(self, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        self.env = gym.make("Hopper-v5")
-        self.obs, _ = self.env.reset(seed=seed)
-        self.q1, self.q2 = mlp(OBS + ACT, 1), mlp(OBS + ACT, 1)
-        self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
-        self.actor = mlp(OBS, 2 * ACT)
-        self.log_alpha = torch.zeros(1, requires_grad=True)
-        self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=3e-4)
-        self.a_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-4)
-        self.al_opt = torch.optim.Adam([self.log_alpha], lr=3e-4)
-        cap = 100_000
-        self.buf = {k: torch.zeros(cap, w) for k, w in (("o", OBS), ("a", ACT), ("r", 1), ("o2", OBS), ("d", 1))}
-        self.n = 0
-
-    def sample(self, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.actor(o).chunk(2, -1)
-        log_std = log_std.clamp(-5, 2)
-        dist = torch.distributions.Normal(mean, log_std.exp())
-        u = dist.rsample()
-        a = torch.tanh(u)
-        logp = dist.log_prob(u).sum(-1) - torch.log(1 - a.pow(2) + 1e-6).sum(-1)
-        return a, logp
-
-    def step(self) -> None:
-        with torch.no_grad():
-            a, _ = self.sample(torch.as_tensor(self.obs, dtype=torch.float32)[None])
-        a = a[0].numpy()
-        o2, r, term, trunc, _ = self.env.step(a)
-        i = self.n % 100_000
-        for k, v in (("o", self.obs), ("a", a), ("r", [r]), ("o2", o2), ("d", [float(term)])):
-            self.buf[k][i] = torch.as_tensor(np.asarray(v, dtype=np.float32))
-        self.n += 1
-        self.obs = self.env.reset()[0] if term or trunc else o2
-        if self.n >= BATCH:
-            self.update()
-
-    def update(self) -> None:
-        idx = torch.randint(0, min(self.n, 100_000), (BATCH,))
-        o, a, r, o2, d = (self.buf[k][idx] for k in ("o", "a", "r", "o2", "d"))
-        alpha = self.log_alpha.exp().detach()
-        with torch.no_grad():
-            a2, logp2 = self.sample(o2)
-            oa2 = torch.cat([o2, a2], -1)
-            q_t = torch.min(self.q1_t(oa2), self.q2_t(oa2)).squeeze(-1) - alpha * logp2
-            y = r.squeeze(-1) + 0.99 * (1 - d.squeeze(-1)) * q_t
-        oa = torch.cat([o, a], -1)
-        q_loss = F.mse_loss(self.q1(oa).squeeze(-1), y) + F.mse_loss(self.q2(oa).squeeze(-1), y)
-        self.q_opt.zero_grad()
-        q_loss.backward()
-        self.q_opt.step()
-        pi, logp = self.sample(o)
-        opi = torch.cat([o, pi], -1)
-        a_loss = (alpha * logp - torch.min(self.q1(opi), self.q2(opi)).squeeze(-1)).mean()
-        self.a_opt.zero_grad()
-        a_loss.backward()
-        self.a_opt.step()
-        al_loss = -(self.log_alpha * (logp.detach() - ACT)).mean()
-        self.al_opt.zero_grad()
-        al_loss.backward()
-        self.al_opt.step()
-        with torch.no_grad():
-            for t, s in zip([*self.q1_t.parameters(), *self.q2_t.parameters()], [*self.q1.parameters(), *self.q2.parameters()]):
-                t.lerp_(s, 0.005)
+    unknown = sorted(set(requested or []) - set(REGISTRY))
+    if unknown:
+        raise SystemExit(f"unknown algorithms {unknown} (registered: {', '.join(REGISTRY)})")
+    return list(requested or REGISTRY)
 
 
 # --- o2o side ------------------------------------------------------------------------------------
 
 
-def o2o_iql_learner(data: dict[str, np.ndarray]):  # noqa: ANN201
-    from o2o.algorithms.iql import IQLConfig
+def o2o_learner(name: str, data: dict[str, np.ndarray]) -> Any:
+    """Algorithm `name`'s learner with 256×2 networks, its replay holding `data`, in its offline
+    phase — what a trial's learner is after setup, without Ray or an offline reader."""
+    from o2o.algorithms import config_class
     from o2o.platform.data import Transitions
     from o2o.platform.engine import Phase
 
-    env = gym.make("Hopper-v5")
-    config = IQLConfig().environment("Hopper-v5").o2o(offline_updates=10**6)
-    learner = config.build_learner(env=env)
-    n = len(data["rewards"])
+    config = config_class(name)().environment("Hopper-v5").o2o(offline_updates=10**6, hidden_sizes=[256, 256])
+    learner = config.build_learner(env=gym.make("Hopper-v5"))
     transitions = Transitions(
         obs=data["obs"], actions=data["actions"], rewards=data["rewards"], new_obs=data["new_obs"],
-        terminateds=data["terminateds"].astype(bool), truncateds=np.zeros(n, bool),
-        eps_id=np.zeros(n, np.int64), t=np.arange(n, dtype=np.int64),
+        terminateds=data["terminateds"].astype(bool), truncateds=data["t"] == EPISODE - 1,
+        eps_id=data["eps_id"], t=data["t"],
     )
     learner.build_replay(transitions, OBS, ACT)
     learner.on_phase_start(Phase("offline", 10**6, "updates"))
     return learner
 
 
-def timed(fn, n: int) -> float:  # noqa: ANN001
+def o2o_online_algo(name: str, steps: int) -> Any:
+    """Algorithm `name` built for online fine-tuning from scratch on Hopper-v5 at UTD 1, acting on
+    fresh weights every step, updates from the 256th step on, no evaluation. There is no
+    dataset, so every sampling rule draws from the online rows (as the plain loop's replay)."""
+    from o2o.algorithms import config_class
+
+    config = (
+        config_class(name)()
+        .environment("Hopper-v5")
+        .o2o(
+            online_env_steps=10**7, env_steps_per_iteration=steps, utd_ratio=1.0, weight_sync_interval=1,
+            random_steps=0, learning_starts=BATCH, hidden_sizes=[256, 256],
+        )
+        .training(**ONLINE_SETTINGS.get(name, {}))
+        .evaluation(evaluation_interval=0)
+        .debugging(seed=0)
+    )
+    return config.build_algo()
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[int], object], n: int) -> float:
+    """Rate of `fn(n)`, n units of work, in units per second."""
     start = time.perf_counter()
     fn(n)
     return n / (time.perf_counter() - start)
 
 
-def bench_offline(updates: int, rounds: int) -> dict:
+def summary(rates: dict[str, list[float]]) -> Results:
+    """Median rate per side over the rounds, the o2o / plain ratio where both ran, the rounds."""
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = median["o2o"] / median["plain"] if "plain" in median else None
+    return {"median": median, "ratio": ratio, "rounds": rates}
+
+
+def bench_offline(name: str, data: dict[str, np.ndarray], updates: int, rounds: int) -> Results:
+    """Offline updates/s of o2o's learner and of the plain loop, alternating, after 50 each."""
     from o2o.platform.replay import Sampling
 
-    data = synthetic(100_000)
-    plain = PlainIQL(data)
-    learner = o2o_iql_learner(data)
-    sides = {
-        "plain": lambda n: [plain.update() for _ in range(n)],
-        "o2o": lambda n: learner.run_updates(n, Sampling("offline")),
-    }
+    learner = o2o_learner(name, data)
+    sides: dict[str, Callable[[int], object]] = {"o2o": lambda n: learner.run_updates(n, Sampling("offline"))}
+    if name in PLAIN_LOOPS:
+        torch.manual_seed(0)
+        agent = PLAIN_LOOPS[name](False)
+        replay = Replay(len(data["rewards"]), agent.needs_returns_to_go).load(data)
+        sides = {"plain": lambda n: [agent.update(replay.sample()) for _ in range(n)], **sides}
     for f in sides.values():
         f(50)
-    rates = {k: [] for k in sides}
+    rates: dict[str, list[float]] = {k: [] for k in sides}
     for _ in range(rounds):
         for k, f in sides.items():
             rates[k].append(timed(f, updates))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"offline_iql_updates_per_s": med, "ratio": med["o2o"] / med["plain"], "rounds": rates}
+    return summary(rates)
 
 
-def bench_online(steps: int, rounds: int) -> dict:
-    import ray
+def bench_online(name: str, steps: int, rounds: int) -> Results:
+    """Online env steps/s at UTD 1 (Ray already initialised): o2o's `perf/env_steps_per_s` of a
+    `train()` iteration of `steps` steps (and the rate of the whole `train()` call) against the
+    plain loop's, alternating, both warmed up past the first update."""
+    algo = o2o_online_algo(name, steps)
+    while algo.env_steps < BATCH + 50:
+        algo.train()
+    whole_call: list[float] = []
 
-    from o2o.algorithms.sac import SACConfig
+    def o2o_iteration() -> float:
+        start = time.perf_counter()
+        rate = algo.train()["o2o"]["perf/env_steps_per_s"]
+        whole_call.append(steps / (time.perf_counter() - start))
+        return rate
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    plain = PlainSAC()
-    for _ in range(BATCH + 50):
-        plain.step()
-    config = (
-        SACConfig()
-        .environment("Hopper-v5")
-        .o2o(online_env_steps=10**7, env_steps_per_iteration=steps, random_steps=0, learning_starts=BATCH)
-        .evaluation(evaluation_interval=0)
-        .debugging(seed=0)
-    )
-    algo = config.build_algo()
-    algo.train()  # warm-up iteration (fills the first BATCH rows)
-    rates = {"plain": [], "o2o": []}
-    for _ in range(rounds):
-        rates["plain"].append(timed(lambda n: [plain.step() for _ in range(n)], steps))
-        rates["o2o"].append(algo.train()["o2o"]["perf/env_steps_per_s"])
-    algo.stop()
-    ray.shutdown()
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"online_sac_env_steps_per_s": med, "ratio": med["o2o"] / med["plain"], "rounds": rates}
-
-
-def peak_memory_1m() -> dict:
-    """Peak RSS of a fresh process that loads a 1M-transition table into the learner's store."""
-    code = (
-        "import resource, numpy as np, torch, sys; sys.path.insert(0, 'benchmarks');"
-        "from throughput import synthetic, o2o_iql_learner;"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-        "d = synthetic(1_000_000); l = o2o_iql_learner(d); del d;"
-        "print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, l.replay.table.numel() * 4)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    base, peak, store = (int(x) for x in out[-3:])
-    return {"rss_before_mb": base / 1024, "rss_peak_mb": peak / 1024, "store_mb": store / 2**20}
+    sides: dict[str, Callable[[], float]] = {"o2o": o2o_iteration}
+    if name in PLAIN_LOOPS:
+        plain = PlainOnline(PLAIN_LOOPS[name](True))
+        for _ in range(BATCH + 50):
+            plain.step()
+        sides = {"plain": lambda: timed(lambda n: [plain.step() for _ in range(n)], steps), **sides}
+    rates: dict[str, list[float]] = {k: [] for k in sides}
+    try:
+        for _ in range(rounds):
+            for k, f in sides.items():
+                rates[k].append(f())
+    finally:
+        algo.stop()
+    # RLlib's per-`train()` bookkeeping lies outside `perf/env_steps_per_s`; with a sweep's
+    # 5000-step iterations it is spread over 25× more steps than here.
+    return {**summary(rates), "o2o_whole_train_call_median": statistics.median(whole_call)}
 
 
-def peak_memory_trial(parquet: str) -> dict:
+def rss_mb(field: str) -> float:
+    """This process's resident memory from /proc/self/status: "VmRSS" now, "VmHWM" at its peak.
+    (Not `ru_maxrss`: Linux carries the parent's peak into a child across fork and exec, so a
+    child's `ru_maxrss` never reads below its parent's.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def memory_child(name: str, side: str, updates: int = 10) -> Results:
+    """In a fresh process: build `side` ("o2o" or "plain") of algorithm `name` on 1M synthetic
+    transitions, run `updates` updates; RSS after the imports and at its peak, and the bytes of
+    the replay store. o2o's store holds the dataset and reserves 1M online rows (untouched until
+    written); the plain replay, like CORL's `buffer_size=2_000_000`, zero-fills dataset + 1M."""
+    if side == "o2o":
+        import o2o.algorithms  # noqa: F401 - Ray and RLlib count as imports, not as the store
+        from o2o.platform.replay import Sampling
+    base = rss_mb("VmRSS")
+    data = synthetic(1_000_000)
+    n = len(data["rewards"])
+    if side == "o2o":
+        learner = o2o_learner(name, data)
+        del data
+        learner.run_updates(updates, Sampling("offline"))
+        store = learner.replay.table.numel() * 4
+    else:
+        agent = PLAIN_LOOPS[name](False)
+        replay = Replay(n + 1_000_000, agent.needs_returns_to_go).load(data)
+        del data
+        for _ in range(updates):
+            agent.update(replay.sample())
+        store = sum(v.numel() for v in replay.data.values()) * 4
+    return {"rss_before_mb": base, "rss_peak_mb": rss_mb("VmHWM"), "store_mb": store / 2**20}
+
+
+def peak_memory_1m(name: str) -> Results:
+    """`memory_child` of each side of `name` (the plain one where there is a plain loop)."""
+    out = {}
+    for side in ("o2o", "plain") if name in PLAIN_LOOPS else ("o2o",):
+        code = (
+            f"import json, sys, torch; sys.path.insert(0, {str(HERE)!r}); torch.set_num_threads(1);"
+            f"from throughput import memory_child; print(json.dumps(memory_child({name!r}, {side!r})))"
+        )
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out[side] = json.loads(run.stdout.strip().splitlines()[-1])
+    return out
+
+
+def peak_memory_trial(parquet: str) -> Results:
     """Peak RSS of a fresh process that builds an IQL trial on `parquet` the way a sweep does:
     RLlib's offline reader (Ray Data, materialized), validation, the learner's replay store."""
     code = (
-        "import resource, ray, sys, gymnasium as gym;"
-        "from o2o.algorithms.iql import IQLConfig;"
+        f"import ray, sys; sys.path.insert(0, {str(HERE)!r});"
+        "from throughput import rss_mb; from o2o.algorithms.iql import IQLConfig;"
         "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False);"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "base = rss_mb('VmRSS');"
         f"c = IQLConfig().environment('Hopper-v5').offline_data(input_=[{parquet!r}]).o2o(offline_updates=1);"
         "a = c.build_algo(); n = a.learner_group._learner.replay.n_offline;"
-        "print(n, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(n, base, rss_mb('VmHWM'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    n, base, peak = (int(x) for x in out[-3:])
-    return {"transitions": n, "rss_before_mb": base / 1024, "rss_peak_mb": peak / 1024}
+    return {"transitions": int(out[-3]), "rss_before_mb": float(out[-2]), "rss_peak_mb": float(out[-1])}
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def table(results: Results) -> str:
+    """One Markdown row per algorithm: updates/s and env steps/s of each side with their ratio,
+    peak RSS of each side on 1M transitions; "—" where a side or a measurement did not run."""
+
+    def rate(section: str, name: str) -> list[str]:
+        r = results.get(section, {}).get(name)
+        if r is None:
+            return ["—"] * 3
+        o2o, plain = r["median"]["o2o"], r["median"].get("plain")
+        ratio = r["ratio"]
+        return [f"{o2o:.0f}", "—" if plain is None else f"{plain:.0f}", "—" if ratio is None else f"{ratio:.2f}×"]
+
+    def rss(name: str) -> list[str]:
+        m = results.get("memory_1m", {}).get(name, {})
+        return [f"{m[s]['rss_peak_mb']:.0f}" if s in m else "—" for s in ("o2o", "plain")]
+
+    lines = [
+        "| algorithm | updates/s o2o | plain | ratio | env steps/s o2o | plain | ratio | peak RSS MB o2o | plain |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in results["algorithms"]:
+        lines.append("| " + " | ".join([name, *rate("offline", name), *rate("online", name), *rss(name)]) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algorithms", nargs="+", default=None, help="registered names (default: all)")
     parser.add_argument("--only", choices=["offline", "online", "memory"], default=None)
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--trial-parquet", default=None, help="also measure a whole trial's peak memory on this canonical Parquet (e.g. hopper-medium's, 1M rows)")
+    parser.add_argument("--json", default=None, help="also write every measurement, rounds included, here")
+    parser.add_argument(
+        "--trial-parquet",
+        default=None,
+        help="also measure a whole IQL trial's peak memory on this canonical Parquet (e.g. hopper-medium's, 1M rows)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = {"torch_threads": torch.get_num_threads(), "max_rss_mb_driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    names = registered(args.algorithms)
+    results: Results = {"algorithms": names, "torch_threads": torch.get_num_threads()}
     if args.only in (None, "offline"):
-        results["offline"] = bench_offline(args.updates, args.rounds)
+        data = synthetic(100_000)
+        results["offline"] = {name: bench_offline(name, data, args.updates, args.rounds) for name in names}
     if args.only in (None, "online"):
-        results["online"] = bench_online(args.steps, args.rounds)
+        import ray
+
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        results["online"] = {name: bench_online(name, args.steps, args.rounds) for name in names}
+        ray.shutdown()
     if args.only in (None, "memory"):
-        results["memory_1m"] = peak_memory_1m()
+        results["memory_1m"] = {name: peak_memory_1m(name) for name in names}
         if args.trial_parquet:
             results["memory_trial"] = peak_memory_trial(args.trial_parquet)
-    print(json.dumps(results, indent=2))
+    results["peak_rss_mb_driver"] = rss_mb("VmHWM")
+    print(table(results))
+    if "memory_trial" in results:
+        print(f"\nwhole IQL trial on {args.trial_parquet}: peak RSS {results['memory_trial']['rss_peak_mb']:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
