@@ -57,18 +57,25 @@ class IQLLearner(O2OLearner):
         progress = min(self.phase_updates / max(self.phase.budget, 1), 1.0)
         return self.hp.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
+    def awr_actions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The actions the AWR loss (eq. 7) fits, and metrics about them: the batch's own. A
+        method that fits other actions overrides this (PEX: its composite policy's)."""
+        return batch["actions"], {}
+
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net, hp = self.net, self.hp
         obs, actions = batch["obs"], batch["actions"]
+        fitted, fitted_metrics = self.awr_actions(batch)
         with torch.no_grad():
             q_target = self.target_min(net.critic_target(obs, actions))
+            q_fitted = q_target if fitted is actions else self.target_min(net.critic_target(obs, fitted))
             td_target = batch["rewards"] + hp.gamma * (1.0 - batch["terminateds"]) * net.v(batch["new_obs"])
         v = net.v(obs)
         value_loss = expectile_loss(q_target - v, hp.expectile)
         q = net.critic(obs, actions)
         q_loss = critic_loss(q, td_target)
-        advantage = q_target - v.detach()
-        actor_loss = awr_loss(net.actor.log_prob(obs, actions), advantage, hp.temperature, hp.max_weight)
+        advantage = q_fitted - v.detach()
+        actor_loss = awr_loss(net.actor.log_prob(obs, fitted), advantage, hp.temperature, hp.max_weight)
 
         self.actor_group["lr"] = self.actor_lr()
         self.optimizer.zero_grad(set_to_none=True)
@@ -82,4 +89,5 @@ class IQLLearner(O2OLearner):
             "q_mean": q.detach().mean(),
             "v_mean": v.detach().mean(),
             "advantage_mean": advantage.mean(),
+            **fitted_metrics,
         }

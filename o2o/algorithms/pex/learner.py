@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from o2o.algorithms.iql.learner import IQLLearner, awr_loss, critic_loss, expectile_loss
+from o2o.algorithms.iql.learner import IQLLearner
 from o2o.platform.engine import Phase
-from o2o.platform.networks import soft_update_
 
 
 class PEXLearner(IQLLearner):
@@ -35,36 +34,10 @@ class PEXLearner(IQLLearner):
             self.net.expand_policy()
             self.optimizer.state.clear()
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """IQL's update where `awr_actions` is "replay"; with "composite", IQL's V and Q losses and
-        the AWR loss (IQL eq. 7) on actions of the composed policy."""
+    def awr_actions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """With `awr_actions` "composite", the new policy's AWR (IQL eq. 7) fits actions of the
+        composed policy (the authors' `policy_update`); with "replay", the batch's, as IQL."""
         if self.hp.awr_actions == "replay":
-            return super().update_step(batch)
-        net, hp = self.net, self.hp
-        obs, actions = batch["obs"], batch["actions"]
-        composite, choice = net.compose(obs, epsilon=1.0)
-        with torch.no_grad():
-            q_target = self.target_min(net.critic_target(obs, actions))
-            q_target_composite = self.target_min(net.critic_target(obs, composite))
-            td_target = batch["rewards"] + hp.gamma * (1.0 - batch["terminateds"]) * net.v(batch["new_obs"])
-        v = net.v(obs)
-        value_loss = expectile_loss(q_target - v, hp.expectile)
-        q = net.critic(obs, actions)
-        q_loss = critic_loss(q, td_target)
-        advantage = q_target_composite - v.detach()
-        actor_loss = awr_loss(net.actor.log_prob(obs, composite), advantage, hp.temperature, hp.max_weight)
-
-        self.actor_group["lr"] = self.actor_lr()
-        self.optimizer.zero_grad(set_to_none=True)
-        (value_loss + q_loss + actor_loss).backward()
-        self.optimizer.step()
-        soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
-        return {
-            "value_loss": value_loss.detach(),
-            "critic_loss": q_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "q_mean": q.detach().mean(),
-            "v_mean": v.detach().mean(),
-            "advantage_mean": advantage.mean(),
-            "offline_policy_share": (choice == 0).float().mean(),
-        }
+            return super().awr_actions(batch)
+        composite, choice = self.net.compose(batch["obs"], epsilon=1.0)
+        return composite, {"offline_policy_share": (choice == 0).float().mean()}
