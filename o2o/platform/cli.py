@@ -56,12 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a tune spec on Ray Tune")
     sweep.add_argument("spec", help="path to a tune spec (YAML)")
     sweep.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
+    sweep.add_argument("--storage", default=None, help="Tune storage path, replacing the spec's `storage` (a cluster's shared volume)")
+    sweep.add_argument("--tracking-uri", default=None, help="MLflow URI, replacing the spec's `tracking.uri` (e.g. the MLflow server)")
     sweep.add_argument("-v", "--verbose", type=int, default=1)
     sweep.set_defaults(func=_sweep)
 
     report = sub.add_parser("report", help="score table and learning curves of a sweep or experiment")
     report.add_argument("target", help="a tune spec (YAML) or an MLflow experiment name")
     report.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the spec's, or sqlite:///runs/mlflow.db)")
+    report.add_argument("--storage", default=None, help="with a spec: its storage path, as given to `o2o sweep --storage`")
     report.add_argument("--out", default=None, help="output directory (default: <storage>/<name>/report)")
     report.set_defaults(func=_report)
 
@@ -144,7 +147,9 @@ def _datasets_train(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from o2o.platform.sweep import run_sweep
 
-    result = run_sweep(args.spec, resume=args.resume, verbose=args.verbose)
+    result = run_sweep(
+        args.spec, resume=args.resume, verbose=args.verbose, storage=args.storage, tracking_uri=args.tracking_uri
+    )
     return _print_sweep(result)
 
 
@@ -166,14 +171,19 @@ def _report(args: argparse.Namespace) -> int:
     if args.target.endswith((".yaml", ".yml")):
         from o2o.platform.sweep import load
 
-        spec = load(args.target)
-        uri = args.tracking_uri or spec.tracking_uri()
+        spec = load(args.target, storage=args.storage, tracking_uri=args.tracking_uri)
+        uri = spec.tracking_uri()
         experiment, sweep = spec.experiment_name, spec.name
         out = Path(args.out) if args.out else Path(spec.storage_path()) / spec.name / "report"
     else:
-        uri = args.tracking_uri or f"sqlite:///{Path('runs').resolve() / 'mlflow.db'}"
+        from o2o.platform.spec import SpecError, refuse_credentials
+
+        try:
+            uri = refuse_credentials(args.tracking_uri or f"sqlite:///{Path(args.storage or 'runs').resolve() / 'mlflow.db'}")
+        except ValueError as exc:
+            raise SpecError(f"--tracking-uri: {exc}") from None
         experiment, sweep = args.target, None
-        out = Path(args.out or Path("runs") / args.target / "report")
+        out = Path(args.out or Path(args.storage or "runs") / args.target / "report")
     try:
         report = build_report(uri, experiment, out, sweep=sweep)
     except ValueError as exc:

@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -101,9 +102,27 @@ class Tracking(_Strict):
     """Where MLflow records the sweep."""
 
     uri: str | None = None
-    """MLflow tracking URI; None means a sqlite file `mlflow.db` in the storage directory."""
+    """MLflow tracking URI; None means a sqlite file `mlflow.db` in the storage directory.
+    Never with credentials in it: MLflow reads them from `MLFLOW_TRACKING_USERNAME` and
+    `MLFLOW_TRACKING_PASSWORD`, while the URI itself is printed and saved with the sweep."""
     experiment: str | None = None
     """MLflow experiment name; None means the spec's name."""
+
+    @field_validator("uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        return None if value is None else refuse_credentials(value)
+
+
+def refuse_credentials(uri: str) -> str:
+    """`uri` itself, if it holds no `user:password@`: URIs are printed, and pickled with the
+    sweep's state, so credentials must come from MLflow's environment variables instead."""
+    if "@" in urlsplit(uri).netloc:
+        raise ValueError(
+            "credentials in the tracking URI would be printed and saved with the sweep; remove "
+            "them and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"
+        )
+    return uri
 
 
 class Spec(_Strict):
@@ -230,12 +249,18 @@ class Spec(_Strict):
         ]
 
 
-def load_spec(path: str | Path, known_algorithms: Mapping[str, set[str]]) -> Spec:
+def load_spec(
+    path: str | Path,
+    known_algorithms: Mapping[str, set[str]],
+    overrides: Mapping[str, Any] | None = None,
+) -> Spec:
     """Read and validate a spec file.
 
     `known_algorithms` maps each registered algorithm to its hyperparameter names; the spec's
     algorithm must be one of them, and its hyperparameter and grid keys must be among its names.
-    Any problem raises `SpecError` with one line naming the file and the key.
+    `overrides` (dotted key → value, e.g. ``{"tracking.uri": …}``) replace the file's values
+    before validation, so the command line's `--storage` or `--tracking-uri` are checked as if
+    written in the file. Any problem raises `SpecError` with one line naming the file and the key.
     """
     path = Path(path)
     where = f"spec {path.name}"
@@ -250,6 +275,14 @@ def load_spec(path: str | Path, known_algorithms: Mapping[str, set[str]]) -> Spe
     if not isinstance(data, dict):
         got = "an empty file" if data is None else type(data).__name__
         raise SpecError(f"{where}: the top level must be a mapping of keys (got {got})")
+    for dotted, value in (overrides or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            if not isinstance(node.get(key, {}), dict):
+                raise SpecError(f"{where}: {key}: must be a mapping of keys")
+            node = node.setdefault(key, {})
+        node[leaf] = value
     try:
         return Spec.model_validate(data, context={"known_algorithms": known_algorithms})
     except ValidationError as exc:

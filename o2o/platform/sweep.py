@@ -36,9 +36,11 @@ class SweepResult:
     trials: list[dict[str, Any]]  # per trial: trial_id, status, dataset, seed, final score
 
 
-def load(spec_path: str | Path) -> Spec:
-    """Load and validate a spec against the algorithm registry."""
-    return load_spec(spec_path, hyperparameters())
+def load(spec_path: str | Path, storage: str | None = None, tracking_uri: str | None = None) -> Spec:
+    """Load and validate a spec against the algorithm registry; `storage` and `tracking_uri`
+    replace the spec's (a cluster job points them at shared storage and the MLflow server)."""
+    overrides = {"storage": storage, "tracking.uri": tracking_uri}
+    return load_spec(spec_path, hyperparameters(), {k: v for k, v in overrides.items() if v is not None})
 
 
 def prepare_datasets(spec: Spec) -> dict[str, tuple[ResolvedDataset, str]]:
@@ -134,15 +136,23 @@ def run_tags(spec: Spec) -> dict[str, str]:
     return tags
 
 
-def run_sweep(spec_path: str | Path, resume: bool = False, verbose: int = 1, name: str | None = None) -> SweepResult:
+def run_sweep(
+    spec_path: str | Path,
+    resume: bool = False,
+    verbose: int = 1,
+    name: str | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+) -> SweepResult:
     """Run (or resume) the sweep a spec describes on the Ray this process finds or starts;
-    `name` replaces the spec's name (the quickstart gives each run its own)."""
+    `name` replaces the spec's name (the quickstart gives each run its own), `storage` and
+    `tracking_uri` the spec's storage and MLflow URI."""
     import ray
     from ray import tune
 
     from o2o.platform.tracking import MLflowTracker
 
-    spec = load(spec_path)
+    spec = load(spec_path, storage=storage, tracking_uri=tracking_uri)
     if name is not None:
         spec = spec.model_copy(update={"name": name})
     prepared = prepare_datasets(spec)
