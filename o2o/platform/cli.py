@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 QUICKSTART_SPEC = Path(__file__).resolve().parents[2] / "tune_specs" / "quickstart.yaml"
@@ -74,23 +75,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress(description: str):  # noqa: ANN202 - a tqdm-backed callback
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback `update(done, total)` whose tqdm bar is drawn at the first reported
+    step, so that a refusal before any work (an unknown name, a dataset that already exists)
+    stays the one `o2o: error:` line on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=description, unit="step", unit_scale=True)
+    bars: list[tqdm] = []
 
     def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)  # tqdm redraws at most every `mininterval`
+        if not bars:
+            bars.append(tqdm(desc=description, total=total, unit="step", unit_scale=True))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)  # tqdm redraws at most every `mininterval`
 
-    return bar, update
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _datasets_make(args: argparse.Namespace) -> int:
     from o2o.platform.factory import make_dataset
 
-    bar, update = _progress(f"making {args.name}")
-    with bar:
+    with _progress(f"making {args.name}") as update:
         resolved = make_dataset(args.name, seed=args.seed, size=args.size, progress=update, overwrite=args.overwrite)
     print(f"{args.name}: {resolved.num_transitions} transitions, hash {resolved.content_hash}, {resolved.parquet_path}")
     return 0
@@ -201,8 +211,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     from o2o.platform.factory import make_dataset
     from o2o.platform.sweep import run_sweep
 
-    bar, update = _progress("making hopper-medium (first run only)")
-    with bar:
+    with _progress("making hopper-medium (first run only)") as update:
         make_dataset("hopper-medium", progress=update)
     name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_sweep(args.spec, name=name)

@@ -408,6 +408,12 @@ class O2OLearner(TorchLearner):
         rows = self.transform(data)
         self.replay.add_online(rows, None if self.balancer is None else self.balancer.priorities_for(rows))
 
+    def online_transitions(self) -> int:
+        """Online rows the store holds now (at most `online_buffer_capacity`): the engine reports
+        it as `data/online_transitions`, so a restored trial shows its buffer came back."""
+        assert self.replay is not None
+        return self.replay.n_online
+
     def update_sampling(self, sampling: Sampling) -> Sampling:
         """Hook: the rule this update's minibatch is drawn by, given the rule of the learner call
         (the phase's). The identity here; a method that picks a buffer per update overrides it
@@ -672,6 +678,8 @@ class O2OAlgorithm(Algorithm):
         phase = self.current_phase
         self._metrics["counters/updates"] = float(self.updates)
         self._metrics["counters/env_steps"] = float(self.env_steps)
+        # Asked of the learner after every iteration, whichever phase added the rows.
+        self._metrics["data/online_transitions"] = float(self._learner("online_transitions"))
         result["o2o"] = dict(self._metrics)
         result["o2o_step"] = self.updates + self.env_steps
         result["o2o_tags"] = {

@@ -63,6 +63,8 @@ def split_name(name: str) -> tuple[str, str]:
     task, _, level = name.partition("-")
     if task not in TASKS:
         raise FactoryError(f"dataset {name!r}: unknown task {task!r} (known: {', '.join(TASKS)})")
+    if not level:
+        raise FactoryError(f"dataset {name!r}: no level; a dataset name is <task>-<level>, e.g. {task}-medium")
     if level not in LEVELS:
         raise FactoryError(f"dataset {name!r}: unknown level {level!r} (known: {', '.join(LEVELS)})")
     return task, level
@@ -159,20 +161,27 @@ def make_dataset(
 ) -> ResolvedDataset:
     """Make dataset `name` (e.g. 'hopper-medium') as a local Minari dataset and canonical Parquet.
 
-    Nothing is left half-written: episodes are collected in memory, then Minari writes the
-    dataset; a failure removes the partial directory.
+    An existing dataset is returned as it is, unless `overwrite`; one of another `size` than
+    asked for is refused rather than silently returned. Nothing is left half-written: the
+    request is checked (size, policies) before an existing dataset is deleted, episodes are
+    collected in memory, then Minari writes the dataset; a failure removes the partial directory.
     """
     import minari
 
     task, level = split_name(name)
+    if size is not None and size < 1:
+        raise FactoryError(f"dataset {name!r}: --size must be at least 1 (got {size})")
     env_id = TASKS[task]
     dataset_id = minari_id_for(name)
-    if dataset_id in minari.list_local_datasets():
-        if not overwrite:
-            return resolve_dataset(name)
-        minari.delete_dataset(dataset_id)
+    exists = dataset_id in minari.list_local_datasets()
+    if exists and not overwrite and size is None:
+        return resolve_dataset(name)
     parts = _level_parts(task, level, size, policy_dir)
     total = sum(n for _, n in parts)
+    if exists and not overwrite:
+        return _existing(name, total)
+    if exists:
+        minari.delete_dataset(dataset_id)
     episodes: list = []
     done_before = 0
     for k, (policy_file, n) in enumerate(parts):
@@ -198,6 +207,18 @@ def make_dataset(
         shutil.rmtree(Path(minari.storage.get_dataset_path(dataset_id)), ignore_errors=True)
         raise
     return resolve_dataset(name)
+
+
+def _existing(name: str, transitions: int) -> ResolvedDataset:
+    """The dataset `name` as it exists, if it holds the `transitions` asked for; FactoryError
+    otherwise, since only --overwrite replaces a dataset."""
+    resolved = resolve_dataset(name)
+    if resolved.num_transitions != transitions:
+        raise FactoryError(
+            f"dataset {name!r} already exists with {resolved.num_transitions} transitions, not "
+            f"{transitions}; pass --overwrite to replace it"
+        )
+    return resolved
 
 
 def _level_parts(task: str, level: str, size: int | None, policy_dir: Path) -> list[tuple[str | None, int]]:
@@ -250,6 +271,8 @@ def train_policies(
 
     if task not in TASKS:
         raise FactoryError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
+    if env_steps < 1:
+        raise FactoryError(f"--env-steps must be at least 1 (got {env_steps})")
     env_id = TASKS[task]
     torch.manual_seed(seed)
     config = SACConfig().environment(env_id).o2o(online_env_steps=env_steps).debugging(seed=seed)

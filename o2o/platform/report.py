@@ -37,6 +37,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from rliable import library as rly
 from rliable import metrics as rly_metrics
@@ -118,7 +119,7 @@ def build_report(
     `sweep` keeps only runs tagged with that sweep name; `include_unfinished` also counts runs
     that are still running or failed (a preview of a sweep in progress). Writes ``scores.md``,
     ``scores.csv``, ``curve_<dataset>.png`` and ``report.html``; raises ValueError when there is
-    nothing to report.
+    nothing to report or the MLflow store cannot be read.
     """
     experiment_id, series, trials = _load_runs(
         tracking_uri, experiment, metric, sweep, include_unfinished
@@ -192,8 +193,11 @@ def _load_runs(
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         if not db.is_file():
             raise ValueError(f"no MLflow store at {db}")
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as exc:  # an unreachable server, an unsupported URI scheme
+        raise ValueError(f"MLflow at {tracking_uri} cannot be read: {' '.join(str(exc).split())}") from None
     if found is None:
         raise ValueError(f"MLflow experiment {experiment!r} not found at {tracking_uri}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,54 @@ def load(spec_path: str | Path, storage: str | None = None, tracking_uri: str | 
     """Load and validate a spec against the algorithm registry; `storage` and `tracking_uri`
     replace the spec's (a cluster job points them at shared storage and the MLflow server)."""
     overrides = {"storage": storage, "tracking.uri": tracking_uri}
-    return load_spec(spec_path, hyperparameters(), {k: v for k, v in overrides.items() if v is not None})
+    spec = load_spec(spec_path, hyperparameters(), {k: v for k, v in overrides.items() if v is not None})
+    _check_value_kinds(spec, f"spec {Path(spec_path).name}")
+    return spec
+
+
+_KINDS: tuple[tuple[type, tuple[type, ...], str], ...] = (
+    (bool, (bool,), "true or false"),
+    (int, (int,), "an integer"),
+    (float, (int, float), "a number"),
+    (str, (str,), "a string"),
+    (list, (list,), "a list"),
+    (dict, (dict,), "a mapping"),
+)
+"""(type of a config field's default, types a spec's value for it may have, their name). The
+first row matching the default decides (a bool default is not an int one); a bool is never
+taken for a number. Fields whose default is None take any value."""
+
+
+def _check_value_kinds(spec: Spec, where: str) -> None:
+    """Refuse a hyperparameter or grid value of another kind than its field's default, e.g.
+    `lr: 3e-4`, which YAML reads as the string '3e-4': the config's checks would meet it as a
+    TypeError, or not at all, and the trial would fail or misbehave inside Ray."""
+    defaults = config_class(spec.algorithm)()
+    values = [(f"hyperparameters.{k}", k, v) for k, v in spec.hyperparameters.items()]
+    values += [(f"grid.{k}", k, v) for k, vs in spec.grid.items() for v in vs]
+    for key_path, key, value in values:
+        default = getattr(defaults, key)
+        kind = next((row for row in _KINDS if isinstance(default, row[0])), None)
+        if kind is None:
+            continue
+        default_type, allowed, name = kind
+        if isinstance(value, allowed) and (default_type is bool or not isinstance(value, bool)):
+            continue
+        hint = _yaml_number_hint(value, default_type)
+        raise SpecError(f"{where}: {key_path}: must be {name} like its default {default!r} (got {value!r}){hint}")
+
+
+def _yaml_number_hint(value: object, default_type: type) -> str:
+    """How to write a number that YAML read as a string (PyYAML needs a dot and a signed exponent:
+    3e-4 and 1e6 are strings), or nothing."""
+    if default_type not in (int, float) or not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    written = int(number) if default_type is int and number.is_integer() else number
+    return f"; YAML reads {value} as a string, write {written!r}"
 
 
 def prepare_datasets(spec: Spec) -> dict[str, tuple[ResolvedDataset, str]]:
@@ -51,14 +99,33 @@ def prepare_datasets(spec: Spec) -> dict[str, tuple[ResolvedDataset, str]]:
         env_id = spec.env or resolved.env_id
         if env_id is None:
             raise DatasetError(f"dataset {name!r}: no environment recorded in it; set `env:` in the spec")
-        try:
-            env = gym.make(env_id)
-        except gym.error.Error as exc:
-            raise DatasetError(f"dataset {name!r}: environment {env_id!r} cannot be made: {exc}") from None
-        validate(read_parquet(resolved.parquet_path), env.observation_space, env.action_space, name)
-        env.close()
+        observation_space, action_space = _env_spaces(name, env_id)
+        validate(read_parquet(resolved.parquet_path), observation_space, action_space, name)
         prepared[name] = (resolved, env_id)
     return prepared
+
+
+def _env_spaces(name: str, env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    """The observation and action spaces of `env_id`, which dataset `name` trains for; a
+    DatasetError if the env cannot be made (unknown id, version or namespace, a `module:Env`
+    id whose module is missing) or its spaces are not the flat Box spaces o2o trains on.
+    Gymnasium's warnings while making it (an old version) are shown only if it is made: a
+    refusal says the same in its one line."""
+    with warnings.catch_warnings(record=True) as held:
+        try:
+            env = gym.make(env_id)
+        except (gym.error.Error, ImportError) as exc:
+            raise DatasetError(f"dataset {name!r}: environment {env_id!r} cannot be made: {exc}") from None
+    for warning in held:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    env.close()
+    for role, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if not isinstance(space, gym.spaces.Box):
+            raise DatasetError(
+                f"dataset {name!r}: environment {env_id!r} has the {role} space {space}; o2o trains on "
+                "continuous (Box) observation and action spaces"
+            )
+    return env.observation_space, env.action_space
 
 
 def base_config(spec: Spec) -> O2OConfig:
@@ -78,10 +145,13 @@ def check_trials(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -
     """Build and validate each trial's config (cheap, no Ray) so a bad grid value fails now."""
     for trial in spec.trials():
         config = trial_config(spec, prepared, trial)
-        try:
-            config.validate()
-        except ValueError as exc:
-            raise SpecError(f"spec {spec.name}: trial {trial}: {str(exc).splitlines()[0]}") from None
+        # Each phase's overrides too: a value the base config would refuse is no better there.
+        for phase, phase_config in [(None, config)] + [(p, config.for_phase(p)) for p in config.phase_overrides]:
+            try:
+                phase_config.validate()
+            except ValueError as exc:
+                where = f"trial {trial}" + (f", phase_overrides[{phase!r}]" if phase else "")
+                raise SpecError(f"spec {spec.name}: {where}: {str(exc).splitlines()[0]}") from None
 
 
 def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], trial: dict[str, Any]) -> O2OConfig:
@@ -115,6 +185,25 @@ def concurrent_trials(spec: Spec, cluster_cpus: float) -> int:
         )
     cap = spec.resources.max_concurrent_trials
     return fit if cap is None else min(cap, fit)
+
+
+def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -> dict[str, Any]:
+    """Tune's param space: the first trial's full config, with datasets, seeds and grid keys as
+    grid axes and each dataset's file, hash and environment looked up per trial."""
+    from ray import tune
+
+    table = {
+        name: {"input_": [str(r.parquet_path)], "dataset_hash": r.content_hash, "env": env_id}
+        for name, (r, env_id) in prepared.items()
+    }
+    param_space = trial_config(spec, prepared, spec.trials()[0]).to_dict()
+    param_space["dataset_id"] = tune.grid_search(list(spec.datasets))
+    param_space["seed"] = tune.grid_search(spec.seed_list)
+    for key, values in spec.grid.items():
+        param_space[key] = tune.grid_search(list(values))
+    for key in ("input_", "dataset_hash", "env"):
+        param_space[key] = tune.sample_from(lambda s, key=key: table[s.config["dataset_id"]][key])
+    return param_space
 
 
 def run_tags(spec: Spec) -> dict[str, str]:
@@ -158,6 +247,8 @@ def run_sweep(
     prepared = prepare_datasets(spec)
     check_trials(spec, prepared)
     storage = Path(spec.storage_path())
+    if storage.exists() and not storage.is_dir():
+        raise SpecError(f"spec {spec.name}: storage {storage} is a file; it must be a directory (or a URI)")
     experiment_dir = storage / spec.name
     if resume and not experiment_dir.exists():
         raise SpecError(f"spec {spec.name}: nothing to resume at {experiment_dir}")
@@ -168,18 +259,9 @@ def run_sweep(
         )
     if not resume:
         _refuse_earlier_runs(spec)
-    trials = spec.trials()
-    table = {
-        name: {"input_": [str(r.parquet_path)], "dataset_hash": r.content_hash, "env": env_id}
-        for name, (r, env_id) in prepared.items()
-    }
-    param_space = trial_config(spec, prepared, trials[0]).to_dict()
-    param_space["dataset_id"] = tune.grid_search(list(spec.datasets))
-    param_space["seed"] = tune.grid_search(spec.seed_list)
-    for key, values in spec.grid.items():
-        param_space[key] = tune.grid_search(list(values))
-    for key in ("input_", "dataset_hash", "env"):
-        param_space[key] = tune.sample_from(lambda s, key=key: table[s.config["dataset_id"]][key])
+    param_space = sweep_param_space(spec, prepared)
+    if resume:
+        param_space = _resume_param_space(spec, experiment_dir, param_space)
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=verbose > 1)
@@ -206,9 +288,9 @@ def run_sweep(
         verbose=verbose,
     )
     if resume:
-        # The trials keep the configs they were started with: an o2o release that adds a config
-        # field between the crash and the resume must not make the saved sweep unresumable.
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
+        # The trials keep the configs they were started with; the param space fills the
+        # placeholders of those the stopped driver never created.
+        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True, param_space=param_space)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -235,9 +317,56 @@ def run_sweep(
     return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)
 
 
+def _resume_param_space(spec: Spec, experiment_dir: Path, param_space: dict[str, Any]) -> dict[str, Any]:
+    """This code's param space, cut to the keys the stopped sweep started with.
+
+    Tune saves each trial's config but not the param space, in which it replaced every value it
+    cannot write as JSON (the config's classes, the per-dataset `sample_from` functions) by a
+    placeholder that only the param space given to the restore resolves: without it, a trial
+    the dead driver never created gets placeholders for values and the resumed sweep crashes.
+    Tune takes that param space only with the keys the sweep started with, so config fields an
+    o2o release added since are left out; a field since removed cannot be filled and is refused.
+    """
+    import pickle
+
+    from ray.tune.utils import flatten_dict
+
+    # The sweep's own state in its own storage, which Tune unpickles on restore as well.
+    with (experiment_dir / "tuner.pkl").open("rb") as f:
+        started_with = pickle.load(f).get("__flattened_param_space_keys")
+    if started_with is None:
+        return param_space
+    flat = flatten_dict(param_space)
+    removed = [key for key in started_with if key not in flat]
+    if removed:
+        raise SpecError(
+            f"spec {spec.name}: the sweep at {experiment_dir} was started with config fields this "
+            f"o2o no longer has ({', '.join(removed[:5])}); resume it with the release that started it"
+        )
+    return _keep_paths(param_space, set(started_with))
+
+
+def _keep_paths(space: dict[str, Any], paths: set[str], prefix: str = "") -> dict[str, Any]:
+    """`space` without the leaves whose '/'-joined path (Tune's flattening) is not in `paths`;
+    empty mappings stay, as Tune's flattening does not see them."""
+    kept: dict[str, Any] = {}
+    for key, value in space.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            inner = _keep_paths(value, paths, f"{path}/")
+            if inner:
+                kept[key] = inner
+        elif isinstance(value, dict) or path in paths:
+            kept[key] = value
+    return kept
+
+
 def _refuse_earlier_runs(spec: Spec) -> None:
     """A new sweep must not share its name with runs already in its MLflow experiment (a sweep
-    whose Tune directory was deleted): reports select runs by sweep name and would mix them."""
+    whose Tune directory was deleted): reports select runs by sweep name and would mix them.
+    This is also the sweep's first contact with MLflow, so a tracking URI it cannot use is
+    refused here, before Ray starts."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from o2o.platform.tracking import TAG_SWEEP
@@ -245,13 +374,17 @@ def _refuse_earlier_runs(spec: Spec) -> None:
     uri = spec.tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(spec.experiment_name)
-    if experiment is None:
-        return
-    earlier = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{TAG_SWEEP}` = '{spec.name}'", max_results=1
-    )
+    try:
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(spec.experiment_name)
+        if experiment is None:
+            return
+        earlier = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`{TAG_SWEEP}` = '{spec.name}'", max_results=1
+        )
+    except MlflowException as exc:  # an unreachable server, an unsupported URI scheme
+        problem = " ".join(str(exc).split())
+        raise SpecError(f"spec {spec.name}: tracking.uri {uri} cannot be used: {problem}") from None
     if earlier:
         raise SpecError(
             f"spec {spec.name}: MLflow experiment {spec.experiment_name!r} at {uri} already holds runs "
