@@ -205,6 +205,8 @@ CATALOGUE = [
         "spec x: trial {'dataset': 'hopper-random', 'seed': 0, 'expectile': 1.5}: expectile must lie in (0, 1), got 1.5"),
     Bad("spec-phase-value-out-of-range", lambda w: w.sweep(hyperparameters="{phase_overrides: {online: {expectile: 1.9}}}"),
         "phase_overrides['online']: expectile must lie in (0, 1), got 1.9"),
+    Bad("spec-unknown-phase", lambda w: w.sweep(hyperparameters="{phase_overrides: {onlin: {expectile: 0.9}}}"),
+        "phase_overrides['onlin']: IQLAlgorithm has no such phase (its phases: offline, online)"),
     Bad("spec-unknown-sampling-rule", lambda w: w.sweep(hyperparameters="{sampling_rule: mixed}"),
         "sampling_rule 'mixed' is not one of ('offline', 'union', 'ratio', 'online', 'balanced')"),
     Bad("spec-sweep-exists", _existing_sweep,

@@ -298,7 +298,10 @@ class O2OConfig(AlgorithmConfig):
         if self.utd_ratio <= 0 or self.weight_sync_interval < 1 or self.updates_per_iteration < 1:
             self._value_error("utd_ratio, weight_sync_interval and updates_per_iteration must be positive")
         known = self.hyperparameter_names()
+        phases = [p.name for p in self.algo_class.phases(self)]
         for phase, overrides in self.phase_overrides.items():
+            if phase not in phases:
+                self._value_error(f"phase_overrides[{phase!r}]: {self.algo_class.__name__} has no such phase (its phases: {', '.join(phases)})")
             unknown = sorted(set(overrides) - known)
             if unknown:
                 self._value_error(f"phase_overrides[{phase!r}] sets unknown fields {unknown}")
@@ -558,16 +561,19 @@ class O2OAlgorithm(Algorithm):
 
     # --- phases -------------------------------------------------------------------------------
 
-    def phases(self) -> list[Phase]:
-        """The trial's phases in order; methods with more stages override this."""
+    @classmethod
+    def phases(cls, config: O2OConfig) -> list[Phase]:
+        """The phases a trial of `config` runs, in order (one with budget 0 is skipped); methods
+        with more stages override this. A class method, so a config can check its
+        `phase_overrides` names against it before any trial is built."""
         return [
-            Phase("offline", self.config.offline_updates, "updates"),
-            Phase("online", self.config.online_env_steps, "env_steps"),
+            Phase("offline", config.offline_updates, "updates"),
+            Phase("online", config.online_env_steps, "env_steps"),
         ]
 
     @property
     def current_phase(self) -> Phase | None:
-        active = [p for p in self.phases() if p.budget > 0]
+        active = [p for p in self.phases(self.config) if p.budget > 0]
         return active[self.phase_index] if self.phase_index < len(active) else None
 
     def on_phase_start(self, phase: Phase) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from o2o.algorithms.td3.algorithm import TD3Algorithm
 from o2o.platform.engine import Phase
 from o2o.platform.replay import Sampling
+
+if TYPE_CHECKING:
+    from o2o.algorithms.spot.config import SPOTConfig
 
 
 class SPOTAlgorithm(TD3Algorithm):
@@ -16,9 +21,10 @@ class SPOTAlgorithm(TD3Algorithm):
 
         return SPOTConfig()
 
-    def phases(self) -> list[Phase]:
+    @classmethod
+    def phases(cls, config: SPOTConfig) -> list[Phase]:
         """The authors' order: `train_vae.py`, then `main.py`, then `main_finetune.py`."""
-        return [Phase("vae_pretraining", self.config.vae_pretrain_updates, "updates"), *super().phases()]
+        return [Phase("vae_pretraining", config.vae_pretrain_updates, "updates"), *super().phases(config)]
 
     def iterate(self, phase: Phase, remaining: int) -> int:
         """A VAE pretraining iteration is `updates_per_iteration` VAE updates on dataset minibatches
