@@ -53,6 +53,14 @@ class Head:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)["status"]
 
+    def wait(self, job_id: str, leaving: tuple[str, ...], timeout: float) -> str:
+        """The job's status once it is no longer one of `leaving`."""
+        deadline = time.monotonic() + timeout
+        while (status := self.status(job_id)) in leaving:
+            assert time.monotonic() < deadline, f"job {job_id} still {status} after {timeout:g} s"
+            time.sleep(2)
+        return status
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -134,8 +142,9 @@ def test_submitted_sweep_lands_in_mlflow_once_and_keeps_secrets_out(
 
     submitted = head.ray("submit", "--submission-id", job_id, "--working-dir", str(REPO), "--no-wait", "--", *entrypoint)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
-    logs = head.ray("logs", "--follow", job_id, timeout=900)
-    assert head.status(job_id) == "SUCCEEDED", logs.stdout[-5000:]
+    status = head.wait(job_id, leaving=("PENDING", "RUNNING"), timeout=900)
+    logs = head.ray("logs", job_id)
+    assert status == "SUCCEEDED", logs.stdout[-5000:]
     assert "1/1 trials finished" in logs.stdout
 
     # The same id again is refused, and the finished job is left as it was.
@@ -170,10 +179,7 @@ def test_a_running_job_is_stopped(head: Head) -> None:
     job_id = f"o2o-stop-{secrets.token_hex(4)}"
     submitted = head.ray("submit", "--submission-id", job_id, "--no-wait", "--", sys.executable, "-c", "import time; time.sleep(600)")
     assert submitted.returncode == 0, submitted.stderr[-3000:]
-    deadline = time.monotonic() + 120
-    while head.status(job_id) != "RUNNING":
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(1)
+    assert head.wait(job_id, leaving=("PENDING",), timeout=120) == "RUNNING"
     stopped = head.ray("stop", job_id)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert head.status(job_id) == "STOPPED"
