@@ -39,6 +39,9 @@ def test_phases_run_in_order_and_hand_off_weights(hopper_random) -> None:
         while True:
             result = algo.train()
             phases.append(result["o2o_tags"]["phase"])
+            if result["o2o"]["counters/env_steps"] > 0:
+                # an online result carries the online phase's measurements, not the last offline ones
+                assert not [k for k in result["o2o"] if k.startswith(("offline/", "perf/updates"))], result["o2o"]
             if "offline/critic_loss" in result["o2o"] and result["o2o"]["counters/env_steps"] == 0:
                 losses.append(result["o2o"]["offline/critic_loss"])
             if result["done"]:

@@ -664,8 +664,10 @@ class O2OAlgorithm(Algorithm):
 
     def step(self) -> dict:
         self._phase_ended = False
-        # An evaluation's metrics belong to the iteration that ran it, not to the ones after.
-        self._metrics = {k: v for k, v in self._metrics.items() if not k.startswith("eval/")}
+        # A result carries what its own iteration measured: an evaluation's score, or a phase's
+        # losses, would otherwise repeat as flat lines through the iterations after. The
+        # dataset's size, set once, stays.
+        self._metrics = {k: v for k, v in self._metrics.items() if k.startswith("data/")}
         interval = self.config.evaluation_interval
         # RLlib evaluates on its own every `interval` iterations (and then keeps repeating that
         # stale result under "evaluation"); o2o adds one at each phase's end.
