@@ -15,6 +15,8 @@ from o2o.algorithms.apl import APLConfig
 from o2o.algorithms.apl.learner import APLLearner, actor_bc_weight, draws_online_buffer
 from o2o.platform.replay import ReplayStore, Sampling, transition_columns
 
+from helpers import on_dataset
+
 PHASE_RULE = Sampling("union")
 """The rule the algorithm passes for an online learner call: APL's offline buffer."""
 
@@ -86,12 +88,9 @@ def test_actor_loss_is_td3s_on_online_batches_and_td3_bcs_on_dataset_batches() -
 @pytest.mark.usefixtures("ray_session")
 def test_apl_online_updates_turn_optimistic_half_the_time_once_the_online_buffer_fills(hopper_random) -> None:
     config = (
-        APLConfig()
-        .environment("Hopper-v5")
-        .offline_data(input_=[str(hopper_random.parquet_path)])
-        .o2o(
-            dataset_id=hopper_random.dataset_id,
-            dataset_hash=hopper_random.content_hash,
+        on_dataset(
+            APLConfig(),
+            hopper_random,
             offline_updates=100,
             online_env_steps=300,
             updates_per_iteration=100,

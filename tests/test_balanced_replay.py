@@ -16,6 +16,8 @@ from o2o.algorithms.td3bc import TD3BCConfig
 from o2o.platform.balanced import PRIORITY_MAX, PRIORITY_MIN, balanced_priority, density_ratio_loss
 from o2o.platform.replay import ReplayStore, Sampling, transition_columns
 
+from helpers import on_dataset
+
 
 def test_density_ratio_loss_hand_computed() -> None:
     w_offline = torch.tensor([1.0, 3.0])
@@ -117,12 +119,9 @@ def learner(algo):  # noqa: ANN001, ANN201 - the local O2OLearner
 @pytest.mark.usefixtures("ray_session")
 def test_td3bc_online_under_balanced_replay_learns_the_density_ratio_and_restores_it(hopper_random, tmp_path) -> None:
     config = (
-        TD3BCConfig()
-        .environment("Hopper-v5")
-        .offline_data(input_=[str(hopper_random.parquet_path)])
-        .o2o(
-            dataset_id=hopper_random.dataset_id,
-            dataset_hash=hopper_random.content_hash,
+        on_dataset(
+            TD3BCConfig(),
+            hopper_random,
             offline_updates=100,
             online_env_steps=400,
             updates_per_iteration=100,

@@ -5,17 +5,25 @@ factory dataset: it builds from its config; offline updates change its weights a
 critic's TD error (the `critic_loss` metric every learner reports) down; the hand-off gives the
 EnvRunner the learner's weights; online steps fill the online buffer; a checkpoint restores the
 weights and the buffer exactly and the trial continues; the same seed reproduces the offline
-phase; a NaN loss stops the trial with a clear error.
+phase; a NaN loss stops the trial with a clear error; the EnvRunner's module acts through the
+method's `act` and `explore` on the states the learner trained on.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from ray.rllib.core.columns import Columns
 
 from o2o.algorithms import REGISTRY, config_class
+from o2o.platform.data import ResolvedDataset
 from o2o.platform.engine import O2OAlgorithm, O2OConfig
+
+from helpers import on_dataset
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -33,7 +41,7 @@ CONFORMANCE_TRAINING: dict[str, dict] = {
 """Per-algorithm settings for these tiny budgets, each with the reason it is needed."""
 
 
-def tiny(name: str, dataset, **o2o) -> O2OConfig:  # noqa: ANN001 - ResolvedDataset
+def tiny(name: str, dataset: ResolvedDataset, **o2o: Any) -> O2OConfig:
     """Algorithm `name` with budgets small enough for CI: 3 offline iterations of 100 updates,
     then online iterations of 50 env steps from the first step, no evaluation."""
     settings = dict(
@@ -46,10 +54,7 @@ def tiny(name: str, dataset, **o2o) -> O2OConfig:  # noqa: ANN001 - ResolvedData
     )
     settings.update(o2o)
     return (
-        config_class(name)()
-        .environment("Hopper-v5")
-        .offline_data(input_=[str(dataset.parquet_path)])
-        .o2o(dataset_id=dataset.dataset_id, dataset_hash=dataset.content_hash, **settings)
+        on_dataset(config_class(name)(), dataset, **settings)
         .training(train_batch_size_per_learner=64, **CONFORMANCE_TRAINING.get(name, {}))
         .evaluation(evaluation_interval=0)
         .debugging(seed=0)
@@ -136,3 +141,28 @@ def test_nan_loss_stops_with_a_clear_error(name: str, hopper_random) -> None:
                 algo.train()
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_env_runner_module_acts_through_act_and_explore_on_standardized_states(name: str) -> None:
+    """RLlib's forwards of the EnvRunner's (inference-only) module are the method's `act` and
+    `explore` applied to states standardized by the statistics the learner gave the module."""
+    spec = config_class(name)().get_default_rl_module_spec()
+    env = gym.make("Hopper-v5")
+    module = spec.module_class(
+        observation_space=env.observation_space, action_space=env.action_space,
+        inference_only=True, model_config=spec.model_config,
+    )
+    generator = torch.Generator().manual_seed(0)
+    mean, std = torch.randn(11, generator=generator), torch.rand(11, generator=generator) + 0.5
+    module.obs_normalizer.set(mean.numpy(), std.numpy())
+    batch = {Columns.OBS: mean + std * 3 * torch.randn(64, 11, generator=generator)}
+
+    greedy = module.forward_inference(batch)[Columns.ACTIONS]
+    with torch.no_grad():  # in eval mode, as RLlib runs the forwards (SPOT's dropout is off)
+        expected = module.eval().act((batch[Columns.OBS] - mean) / std)
+    torch.testing.assert_close(greedy, expected)
+    assert torch.equal(greedy, module.forward_inference(batch)[Columns.ACTIONS]), "evaluation acts deterministically"
+    explored = module.forward_exploration(batch)[Columns.ACTIONS]
+    assert explored.shape == (64, 3) and explored.abs().max() <= 1.0, "actions lie in Hopper's bounds"
+    assert not torch.equal(explored, greedy), "online collection explores around the greedy action"

@@ -17,9 +17,10 @@ from torch import nn
 from o2o.algorithms.pex import PEXConfig
 from o2o.algorithms.pex.learner import PEXLearner
 from o2o.algorithms.pex.module import PEXModule, epsilon_greedy, selection_probabilities
-from o2o.platform.data import Transitions
 from o2o.platform.engine import Phase
 from o2o.platform.replay import Sampling
+
+from helpers import learner_on_random_transitions, random_transitions
 
 COLUMNS = ("obs", "actions", "rewards", "new_obs", "terminateds")
 
@@ -115,32 +116,9 @@ def test_envrunner_module_holds_both_actors_and_the_critic() -> None:
     assert module.actor.training and not module.offline_actor.training, "the frozen policy never drops units"
 
 
-def dataset(n: int = 400) -> Transitions:
-    """Hopper-shaped random transitions in episodes of 100 steps."""
-    rng = np.random.default_rng(0)
-    return Transitions(
-        obs=rng.standard_normal((n, 11), dtype=np.float32),
-        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
-        rewards=rng.standard_normal(n).astype(np.float32),
-        new_obs=rng.standard_normal((n, 11), dtype=np.float32),
-        terminateds=np.zeros(n, bool),
-        truncateds=np.arange(n) % 100 == 99,
-        eps_id=np.arange(n) // 100,
-        t=np.arange(n) % 100,
-    )
-
-
 def pex_learner() -> PEXLearner:
     """A learner after 4 offline IQL updates on random Hopper-shaped data."""
-    config = (
-        PEXConfig()
-        .environment("Hopper-v5")
-        .o2o(online_env_steps=100)
-        .training(train_batch_size_per_learner=32)
-        .debugging(seed=0)
-    )
-    learner = config.build_learner(env=gym.make("Hopper-v5"))
-    learner.build_replay(dataset(), 11, 3)
+    learner = learner_on_random_transitions(PEXConfig().o2o(online_env_steps=100))
     learner.on_phase_start(Phase("offline", 4, "updates"))
     learner.run_updates(4, Sampling("offline"))
     return learner
@@ -178,7 +156,7 @@ def test_frozen_policy_gets_no_gradient_and_the_new_one_learns_online() -> None:
     optimized = {id(p) for g in learner.optimizer.param_groups for p in g["params"]}
     assert not optimized & {id(p) for p in net.offline_actor.parameters()}, "no optimizer holds the frozen policy"
 
-    rows = dataset(64)
+    rows = random_transitions(64)
     learner.add_online({k: getattr(rows, k) for k in COLUMNS})
     metrics = learner.run_updates(4, Sampling("ratio", 0.5))
     assert all(p.grad is None for p in net.offline_actor.parameters()), "the frozen policy gets no gradient"

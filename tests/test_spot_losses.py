@@ -26,9 +26,10 @@ from o2o.algorithms.spot.learner import (
 )
 from o2o.algorithms.spot.module import SPOTModule
 from o2o.algorithms.td3bc.learner import q_normalizer
-from o2o.platform.data import Transitions
 from o2o.platform.engine import Phase
 from o2o.platform.replay import Sampling
+
+from helpers import learner_on_random_transitions, on_dataset, random_transitions
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -120,32 +121,8 @@ def test_fields_read_at_module_build_cannot_be_phase_overrides(field: str) -> No
         config.validate()
 
 
-def dataset(n: int = 400) -> Transitions:
-    """Hopper-shaped random transitions in episodes of 100 steps."""
-    rng = np.random.default_rng(0)
-    return Transitions(
-        obs=rng.standard_normal((n, 11), dtype=np.float32),
-        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
-        rewards=rng.standard_normal(n).astype(np.float32),
-        new_obs=rng.standard_normal((n, 11), dtype=np.float32),
-        terminateds=np.zeros(n, bool),
-        truncateds=np.arange(n) % 100 == 99,
-        eps_id=np.arange(n) // 100,
-        t=np.arange(n) % 100,
-    )
-
-
 def spot_learner(**training: object) -> SPOTLearner:
-    config = (
-        SPOTConfig()
-        .environment("Hopper-v5")
-        .o2o(online_env_steps=100)
-        .training(train_batch_size_per_learner=32, **training)
-        .debugging(seed=0)
-    )
-    learner = config.build_learner(env=gym.make("Hopper-v5"))
-    learner.build_replay(dataset(), 11, 3)
-    return learner
+    return learner_on_random_transitions(SPOTConfig().o2o(online_env_steps=100).training(**training))
 
 
 def params(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -192,7 +169,7 @@ def test_online_start_resets_actor_and_critic_adam_state_only_and_cools_lambda()
         assert torch.equal(value, vae_state[key]), "the VAE's Adam state is not the fine-tuning's business"
     assert {g["name"]: g["lr"] for g in optimizer.param_groups} == {"critic": 3e-4, "actor": 1e-4, "vae": 1e-3}
 
-    rows = dataset(60)
+    rows = random_transitions(60)
     learner.add_online({k: getattr(rows, k) for k in ("obs", "actions", "rewards", "new_obs", "terminateds")})
     # 60 of 100 online steps: λ·max(0.2, 1 − 0.6) = 0.5·0.4.
     assert learner.current_support_weight() == pytest.approx(0.2)
@@ -230,12 +207,9 @@ def test_envrunner_module_holds_the_actor_only_and_acts_without_dropout() -> Non
 @pytest.mark.usefixtures("ray_session")
 def test_phases_run_vae_then_offline_then_online_and_resume_the_schedule(hopper_random, tmp_path) -> None:  # noqa: ANN001
     config = (
-        SPOTConfig()
-        .environment("Hopper-v5")
-        .offline_data(input_=[str(hopper_random.parquet_path)])
-        .o2o(
-            dataset_id=hopper_random.dataset_id,
-            dataset_hash=hopper_random.content_hash,
+        on_dataset(
+            SPOTConfig(),
+            hopper_random,
             offline_updates=50,
             online_env_steps=100,
             updates_per_iteration=50,

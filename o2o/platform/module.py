@@ -38,16 +38,34 @@ class ObservationNormalizer(nn.Module):
 
 
 class O2OModule(TorchRLModule, InferenceOnlyAPI):
-    """A TorchRLModule whose env-facing forwards read observations through `observations()`.
+    """A TorchRLModule whose env-facing forwards are the method's `act` (evaluation) and
+    `explore` (online collection), both on standardized observations.
 
-    Subclasses build their networks in `setup()` as RLlib expects and name the networks
-    EnvRunners do not need in `get_non_inference_attributes()`.
+    Subclasses build their networks in `setup()` as RLlib expects, name the networks EnvRunners
+    do not need in `get_non_inference_attributes()`, and say how they act; RLlib's forward
+    methods, the observation standardization and `no_grad` live here once.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.obs_normalizer = ObservationNormalizer(int(np.prod(self.observation_space.shape)))
 
-    def observations(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The batch's environment observations as the networks were trained on them."""
-        return self.obs_normalizer(batch[Columns.OBS])
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic policy's actions (B, act) for standardized states (B, obs): what
+        evaluation scores."""
+        raise NotImplementedError
+
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actions (B, act) online collection takes for standardized states (B, obs)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.act(self.obs_normalizer(batch[Columns.OBS]))}
+
+    @torch.no_grad()
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTIONS: self.explore(self.obs_normalizer(batch[Columns.OBS]))}
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch)

@@ -153,11 +153,11 @@ class GaussianActor(nn.Module):
 
 class DeterministicActor(nn.Module):
     """a = tanh(μ(s)): TD3's actor (TD3+BC, SPOT and PEX build on it); exploration adds
-    Gaussian noise outside the network."""
+    Gaussian noise outside the network; dropout, where asked, acts in training only (SPOT)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, act_dim)
+        self.net = mlp(obs_dim, hidden, act_dim, dropout=dropout)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))

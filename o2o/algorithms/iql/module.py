@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
-from ray.rllib.core.columns import Columns
 
 from o2o.platform.module import O2OModule
 from o2o.platform.networks import GaussianActor, QEnsemble, mlp
@@ -33,13 +31,8 @@ class IQLModule(O2OModule):
     def v(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value(obs).squeeze(-1)
 
-    @torch.no_grad()
-    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.deterministic(self.observations(batch))}
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.deterministic(obs)
 
-    @torch.no_grad()
-    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.sample(self.observations(batch))}
-
-    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return self._forward_inference(batch)
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.sample(obs)

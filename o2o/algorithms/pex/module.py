@@ -4,7 +4,7 @@ The policy set is {π_offline, π_new}: `offline_actor` holds the offline phase'
 `actor` is the new policy, re-initialised when the set is expanded (`expand_policy`, called by the
 learner at the online start). Both exist from `setup()` on, so the state dict has one layout in
 every phase (checkpoints and the EnvRunner weight pairing depend on it); the `expanded` flag, a
-buffer that travels with the weights, says whether the forwards act with the composed policy.
+buffer that travels with the weights, says whether `act` and `explore` use the composed policy.
 
 EnvRunners choose between the two candidates by their Q-values, so for PEX the critic and the
 offline actor are inference attributes; only V and the target critic stay on the learner.
@@ -13,10 +13,8 @@ offline actor are inference attributes; only V and the target critic stay on the
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
-from ray.rllib.core.columns import Columns
 from torch import nn
 
 from o2o.algorithms.iql.module import IQLModule
@@ -87,14 +85,8 @@ class PEXModule(IQLModule):
         choice = epsilon_greedy(torch.multinomial(probs, 1).squeeze(-1), probs.argmax(-1), epsilon)
         return candidates[torch.arange(len(choice), device=choice.device), choice], choice
 
-    @torch.no_grad()
-    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        if not self.expanded:
-            return super()._forward_inference(batch)
-        return {Columns.ACTIONS: self.compose(self.observations(batch), self.eval_epsilon)[0]}
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.compose(obs, self.eval_epsilon)[0] if self.expanded else super().act(obs)
 
-    @torch.no_grad()
-    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        if not self.expanded:
-            return super()._forward_exploration(batch)
-        return {Columns.ACTIONS: self.compose(self.observations(batch), 1.0)[0]}
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.compose(obs, 1.0)[0] if self.expanded else super().explore(obs)

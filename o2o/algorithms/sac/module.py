@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import torch
-from ray.rllib.core.columns import Columns
 
 from o2o.platform.module import O2OModule
 from o2o.platform.networks import QEnsemble, TanhGaussianActor
@@ -32,13 +30,8 @@ class SACModule(O2OModule):
     def get_non_inference_attributes(self) -> list[str]:
         return ["critic", "critic_target", "log_alpha"]
 
-    @torch.no_grad()
-    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.deterministic(self.observations(batch))}
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.deterministic(obs)
 
-    @torch.no_grad()
-    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.sample(self.observations(batch))[0]}
-
-    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return self._forward_inference(batch)
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.sample(obs)[0]

@@ -62,8 +62,6 @@ class SPOTModule(TD3Module):
         cfg = self.model_config
         obs_dim = self.observation_space.shape[0]
         act_dim = self.action_space.shape[0]
-        if cfg["actor_dropout"] > 0:
-            self.actor.net = mlp(obs_dim, cfg["hidden_sizes"], act_dim, dropout=cfg["actor_dropout"])
         if cfg["actor_init_w"] is not None:
             _uniform_(self.actor.net[-1].parameters(), cfg["actor_init_w"])
         if not self.inference_only:

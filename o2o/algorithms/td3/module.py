@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
-from ray.rllib.core.columns import Columns
 
 from o2o.platform.module import O2OModule
 from o2o.platform.networks import DeterministicActor, QEnsemble
@@ -20,7 +18,7 @@ class TD3Module(O2OModule):
         act_dim = self.action_space.shape[0]
         hidden = self.model_config["hidden_sizes"]
         self.exploration_noise = float(self.model_config["exploration_noise"])
-        self.actor = DeterministicActor(obs_dim, act_dim, hidden)
+        self.actor = DeterministicActor(obs_dim, act_dim, hidden, self.model_config.get("actor_dropout", 0.0))
         if not self.inference_only:
             self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
             self.critic = QEnsemble(
@@ -31,13 +29,8 @@ class TD3Module(O2OModule):
     def get_non_inference_attributes(self) -> list[str]:
         return ["actor_target", "critic", "critic_target"]
 
-    @torch.no_grad()
-    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor(self.observations(batch))}
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
 
-    @torch.no_grad()
-    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return {Columns.ACTIONS: self.actor.noisy(self.observations(batch), self.exploration_noise)}
-
-    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return self._forward_inference(batch)
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.noisy(obs, self.exploration_noise)
