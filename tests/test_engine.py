@@ -4,23 +4,25 @@ checked by hand. What every algorithm must do on the engine is in test_conforman
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
 from o2o.algorithms.iql import IQLConfig
 from o2o.algorithms.iql.learner import awr_loss, expectile_loss
+from o2o.platform.data import ResolvedDataset
 from o2o.platform.replay import ReplayStore, Sampling, transition_columns
 
+from helpers import on_dataset
 
-def tiny_iql(dataset, **o2o) -> IQLConfig:  # noqa: ANN001
+
+def tiny_iql(dataset: ResolvedDataset, **o2o: Any) -> IQLConfig:
     settings = dict(offline_updates=300, online_env_steps=200, updates_per_iteration=100, env_steps_per_iteration=100)
     settings.update(o2o)
     return (
-        IQLConfig()
-        .environment("Hopper-v5")
-        .offline_data(input_=[str(dataset.parquet_path)])
-        .o2o(dataset_id=dataset.dataset_id, dataset_hash=dataset.content_hash, **settings)
+        on_dataset(IQLConfig(), dataset, **settings)
         .training(train_batch_size_per_learner=64)
         .evaluation(evaluation_interval=100, evaluation_duration=1)
         .debugging(seed=0)
@@ -193,6 +195,19 @@ def test_state_normalization_and_reward_scale_reach_replay_and_env_runner(hopper
         assert online["rewards"].abs().max() < 10 * scale
     finally:
         algo.stop()
+
+
+def test_a_method_field_rllib_would_route_to_evaluation_is_refused() -> None:
+    """RLlib's `update_from_dict` sends `evaluation_*` keys to `.evaluation()`: such a method field
+    would vanish from every trial Tune builds, so it is refused when the config is validated."""
+
+    class Routed(IQLConfig):
+        def __init__(self) -> None:
+            super().__init__()
+            self.evaluation_epsilon = 0.1
+
+    with pytest.raises(ValueError, match=r"Routed fields \['evaluation_epsilon'\]: RLlib passes every config key"):
+        Routed().environment("Hopper-v5").validate()
 
 
 def test_unknown_reward_normalization_is_refused() -> None:

@@ -3,6 +3,9 @@ canonical Parquet, deterministic from its seed; levels that need policies say ho
 
 from __future__ import annotations
 
+import importlib.metadata
+import warnings
+
 import minari
 import numpy as np
 import pytest
@@ -20,6 +23,20 @@ def test_made_dataset_is_minari_with_reference_scores(hopper_random) -> None:
     data = read_parquet(hopper_random.parquet_path)
     assert len(data) == 3000 and data.obs_dim == 11 and data.act_dim == 3
     assert np.abs(data.actions).max() <= 1.0
+
+
+def test_made_dataset_records_the_code_that_made_it_and_warns_of_nothing(tmp_path, monkeypatch) -> None:
+    """A user making a dataset sees its progress, not Minari's requests for metadata; the code
+    version is kept in the dataset, since datasets made by other code differ in content."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setenv("O2O_HOME", str(tmp_path / "o2o"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_dataset("hopper-random", size=200, seed=0)
+    assert [str(w.message) for w in caught if "minari" in w.filename] == []
+    metadata = minari.load_dataset("o2o/hopper/random-v0").storage.metadata
+    assert metadata["code_permalink"].startswith(f"o2o.version {importlib.metadata.version('o2o')}")
+    assert "o2o dataset factory" in metadata["author"]
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

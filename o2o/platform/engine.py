@@ -42,10 +42,10 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
   policy, no updates) and `online_pretraining` (updates of a new critic) between offline and
   online, and implements `iterate()` for them; its fine-tuning sets `sampling_rule: balanced`.
 - FamO2O: its module conditions the actor on an encoded balance coefficient β; the learner
-  samples β per transition offline and the module's exploration forward draws β from the
+  samples β per transition offline and the module's `explore` draws β from the
   balance model online — the engine sees only an RLModule and a learner.
 - E2O: a `QEnsemble` of N critics; `phase_overrides["online"]` drops the CQL weight and sets
-  `sampling_rule: online` (a fresh online buffer); its exploration forward does UCB selection.
+  `sampling_rule: online` (a fresh online buffer); its module's `explore` does UCB selection.
 - EDIS, CFDG: generators that write synthetic rows into extra store rows between online
   iterations (a learner hook after `add_online`); sampling draws from them by ratio.
 - Balanced replay: the `balanced` sampling rule, usable by any learner. The store keeps a
@@ -184,7 +184,9 @@ class O2OConfig(AlgorithmConfig):
         self.evaluation_config = {"explore": False, "num_envs_per_env_runner": 5}
         self.env_runner_cls = O2OEnvRunner
         self.materialize_data = True
-        self.input_read_method_kwargs = {"ray_remote_args": {"num_cpus": 0.01}}
+        # Ray Data's read tasks ask for a sliver of a CPU: asking for whole ones beside the trials'
+        # deadlocks a small machine (DESIGN.md).
+        self.input_read_method_kwargs = {"num_cpus": 0.01}
 
     def o2o(
         self,
@@ -298,6 +300,12 @@ class O2OConfig(AlgorithmConfig):
         if self.utd_ratio <= 0 or self.weight_sync_interval < 1 or self.updates_per_iteration < 1:
             self._value_error("utd_ratio, weight_sync_interval and updates_per_iteration must be positive")
         known = self.hyperparameter_names()
+        routed = sorted(k for k in known if k.startswith("evaluation_"))
+        if routed:
+            self._value_error(
+                f"{type(self).__name__} fields {routed}: RLlib passes every config key starting with "
+                "'evaluation_' to .evaluation(), so a trial's config rebuilt by Tune would lose them; rename them"
+            )
         phases = [p.name for p in self.algo_class.phases(self)]
         for phase, overrides in self.phase_overrides.items():
             if phase not in phases:

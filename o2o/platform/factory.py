@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from o2o import code_version
 from o2o.platform.data import REFERENCE_RETURNS, ResolvedDataset, minari_id_for, resolve_dataset
 from o2o.platform.networks import TanhGaussianActor
 
@@ -194,15 +196,21 @@ def make_dataset(
     buffers = [EpisodeBuffer(id=i, infos={}, **ep) for i, ep in enumerate(episodes)]
     ref_min, ref_max = REFERENCE_RETURNS[task]
     try:
-        minari.create_dataset_from_buffers(
-            dataset_id=dataset_id,
-            buffer=buffers,
-            env=env_id,
-            algorithm_name=f"o2o SAC behaviour policy ({level})",
-            ref_min_score=ref_min,
-            ref_max_score=ref_max,
-            description=f"o2o factory dataset {name}, seed {seed}: {_describe(parts)}",
-        )
+        with warnings.catch_warnings():
+            # Minari asks for an author's e-mail; a dataset made on the user's machine has none.
+            warnings.filterwarnings("ignore", message="`author_email` is set to None", category=UserWarning)
+            minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=env_id,
+                eval_env=env_id,
+                algorithm_name=f"o2o SAC behaviour policy ({level})",
+                author="o2o dataset factory",
+                code_permalink=", ".join(f"{k} {v}" for k, v in code_version().items()),
+                ref_min_score=ref_min,
+                ref_max_score=ref_max,
+                description=f"o2o factory dataset {name}, seed {seed}: {_describe(parts)}",
+            )
     except BaseException:
         shutil.rmtree(Path(minari.storage.get_dataset_path(dataset_id)), ignore_errors=True)
         raise

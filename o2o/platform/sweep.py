@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from o2o import code_version
 from o2o.algorithms import config_class, hyperparameters
 from o2o.platform.data import DatasetError, ResolvedDataset, read_parquet, resolve_dataset, validate
 from o2o.platform.engine import O2OConfig
@@ -202,21 +202,13 @@ def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str
     for key, values in spec.grid.items():
         param_space[key] = tune.grid_search(list(values))
     for key in ("input_", "dataset_hash", "env"):
-        param_space[key] = tune.sample_from(lambda s, key=key: table[s.config["dataset_id"]][key])
+        param_space[key] = tune.sample_from(lambda config, key=key: table[config["dataset_id"]][key])
     return param_space
 
 
 def run_tags(spec: Spec) -> dict[str, str]:
     """Tags every MLflow run of the sweep carries: code and package versions, the spec."""
-    tags = {"o2o.spec": spec.name, "o2o.version": importlib.metadata.version("o2o")}
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        tags["o2o.git_commit"] = sha
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    tags = {"o2o.spec": spec.name, **code_version()}
     for name in TRACKED_PACKAGES:
         try:
             tags[f"version.{name}"] = importlib.metadata.version(name)
