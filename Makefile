@@ -20,7 +20,7 @@ run: install
 	$(VENV)/bin/o2o quickstart
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 bench: install
 	$(PY) benchmarks/throughput.py
