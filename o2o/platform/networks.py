@@ -152,7 +152,7 @@ class GaussianActor(nn.Module):
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(μ(s)): TD3's actor (TD3+BC, SPOT and PEX build on it); exploration adds
+    """a = tanh(μ(s)): TD3's actor (TD3+BC, SPOT and APL build on it); exploration adds
     Gaussian noise outside the network; dropout, where asked, acts in training only (SPOT)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
