@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from o2o.platform.report import LOCAL_MLFLOW_UI, build_report, format_table, mlflow_ui
+from o2o.platform.report import LOCAL_MLFLOW_UI, _plot_curves, _Series, build_report, format_table, mlflow_ui
 
 METRIC = "eval/normalized_score"
 STEPS = [0, 100, 200, 300, 400]
@@ -113,6 +114,17 @@ def test_curve_pngs_are_written(report) -> None:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", "a valid PNG"
         assert len(data) > 10_000, "a plot, not an empty canvas"
+
+
+def test_a_run_evaluated_once_is_drawn(tmp_path) -> None:
+    """RLPD-style runs (no offline phase) are evaluated once, at their end: their curve is a
+    point with its band as an error bar. A line alone drew nothing there but the legend
+    (111 red pixels, against about 1200 with the point and the bar)."""
+    group = [_Series("rlpd", "hopper-medium", str(i), np.array([13004.0]), np.array([v])) for i, v in enumerate([12.0, 4.1, 9.9])]
+    path = _plot_curves("hopper-medium", {("rlpd", "hopper-medium"): group}, "eval/normalized_score", {"rlpd": "#ff0000"}, tmp_path)
+    image = imread(path)
+    red = (image[..., 0] > 0.9) & (image[..., 1] < 0.8) & (image[..., 2] < 0.8)
+    assert red.sum() > 600, red.sum()
 
 
 def test_markdown_and_csv_tables(report) -> None:

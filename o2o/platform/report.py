@@ -336,8 +336,12 @@ def _plot_curves(
             continue
         steps, mean, low, high = _curve_band(group)
         color = colors[algorithm]
-        axes.plot(steps, mean, color=color, label=f"{algorithm} (n={len(group)})")
-        axes.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+        # Each evaluation is marked: a run evaluated once (RLPD-style, no offline phase) is a point.
+        axes.plot(steps, mean, color=color, marker="o", markersize=3, label=f"{algorithm} (n={len(group)})")
+        if len(steps) > 1:
+            axes.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+        else:  # a band needs two steps to fill; at one it is an error bar
+            axes.errorbar(steps, mean, yerr=np.vstack([mean - low, high - mean]), color=color, capsize=4, alpha=0.5)
     axes.set_title(dataset)
     axes.set_xlabel("step (offline updates + env steps)")
     axes.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M rather than a 1e6 offset
