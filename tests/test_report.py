@@ -20,7 +20,7 @@ from matplotlib.image import imread
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from o2o.platform.report import LOCAL_MLFLOW_UI, _plot_curves, _Series, build_report, format_table, mlflow_ui
+from o2o.platform.report import LOCAL_MLFLOW_UI, _colors, _plot_curves, _Series, build_report, format_table, mlflow_ui
 
 METRIC = "eval/normalized_score"
 STEPS = [0, 100, 200, 300, 400]
@@ -125,6 +125,14 @@ def test_a_run_evaluated_once_is_drawn(tmp_path) -> None:
     image = imread(path)
     red = (image[..., 0] > 0.9) & (image[..., 1] < 0.8) & (image[..., 2] < 0.8)
     assert red.sum() > 600, red.sum()
+
+
+@pytest.mark.parametrize("n", [2, 11, 20, 30])
+def test_every_algorithm_has_its_own_colour(n: int) -> None:
+    """The base family's comparison alone has 11 groups; matplotlib's 10-colour cycle gave the
+    11th the first one's colour, so two algorithms' curves and swatches could not be told apart."""
+    colors = _colors([f"algo{i}" for i in range(n)])
+    assert len(set(colors.values())) == n
 
 
 def test_markdown_and_csv_tables(report) -> None:

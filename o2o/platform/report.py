@@ -33,6 +33,7 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
@@ -316,9 +317,17 @@ def _iqm(groups: dict[tuple[str, str], list[_Series]]) -> dict[str, tuple[float,
 
 
 def _colors(algorithms: list[str]) -> dict[str, str]:
-    """One colour per algorithm (matplotlib's default cycle), the same in every figure and on
-    the HTML page, so a reader follows an algorithm by its colour across datasets."""
-    return {a: to_hex(f"C{i % 10}") for i, a in enumerate(algorithms)}
+    """A distinct colour per algorithm, the same in every figure and on the HTML page, so a
+    reader follows an algorithm by its colour across datasets: matplotlib's default cycle for
+    up to 10, then tab20's light tones of the same hues up to 20 (the base family alone is 11),
+    evenly spaced hues beyond."""
+    n = len(algorithms)
+    if n <= 20:
+        tab20 = colormaps["tab20"]
+        palette = [f"C{i}" if i < 10 else tab20(2 * (i - 10) + 1) for i in range(n)]
+    else:
+        palette = [colormaps["hsv"](i / n) for i in range(n)]
+    return {a: to_hex(c) for a, c in zip(algorithms, palette)}
 
 
 def _plot_curves(
