@@ -25,7 +25,6 @@ import base64
 import csv
 import re
 import shlex
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -287,7 +286,9 @@ def _iqm(groups: dict[tuple[str, str], list[_Series]]) -> dict[str, tuple[float,
     """Per algorithm, IQM of final scores over a (seeds × datasets) matrix with rliable CIs.
 
     rliable's stratified bootstrap needs one score per (seed, dataset), so only seeds that
-    finished on every dataset of the algorithm enter the matrix.
+    finished on every dataset of the algorithm enter the matrix. Each algorithm's bootstrap
+    starts from the same seed: the same runs give the same interval, whichever other
+    algorithms share the experiment.
     """
     by_algorithm: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
     for (algorithm, dataset), group in groups.items():
@@ -300,20 +301,27 @@ def _iqm(groups: dict[tuple[str, str], list[_Series]]) -> dict[str, tuple[float,
             matrices[algorithm] = np.array(
                 [[per_dataset[d][seed] for d in datasets] for seed in seeds]
             )
-    with warnings.catch_warnings():
-        # rliable 1.2 seeds arch's bootstrap with `random_state`, which arch deprecates.
-        warnings.filterwarnings("ignore", category=FutureWarning, module="arch")
-        points, intervals = rly.get_interval_estimates(
-            matrices,
+    estimates = {}
+    for algorithm, matrix in matrices.items():
+        bootstrap = _StratifiedBootstrap(matrix, seed=BOOTSTRAP_SEED)
+        (low,), (high,) = bootstrap.conf_int(
             lambda scores: np.array([rly_metrics.aggregate_iqm(scores)]),
             reps=BOOTSTRAP_RESAMPLES,
-            confidence_interval_size=CONFIDENCE,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED),
+            size=CONFIDENCE,
+            method="percentile",
         )
-    return {
-        a: (float(points[a][0]), float(intervals[a][0, 0]), float(intervals[a][1, 0]))
-        for a in matrices
-    }
+        estimates[algorithm] = (float(rly_metrics.aggregate_iqm(matrix)), float(low), float(high))
+    return estimates
+
+
+class _StratifiedBootstrap(rly.StratifiedBootstrap):
+    """rliable's bootstrap over seeds within each dataset, drawing from its own seeded
+    generator. rliable 1.2 draws the resampled seeds from NumPy's global generator whatever
+    `random_state` says, so the same runs gave another IQM interval on every `o2o report`."""
+
+    def update_indices(self) -> tuple[np.ndarray, ...]:
+        indices = self.generator.choice(self._num_items, self._args_shape, replace=True)
+        return (indices, *self._strata_indices)
 
 
 def _colors(algorithms: list[str]) -> dict[str, str]:
