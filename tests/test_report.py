@@ -20,7 +20,17 @@ from matplotlib.image import imread
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from o2o.platform.report import LOCAL_MLFLOW_UI, _colors, _iqm, _plot_curves, _Series, build_report, format_table, mlflow_ui
+from o2o.platform.report import (
+    LOCAL_MLFLOW_UI,
+    _colors,
+    _iqm,
+    _plot_curves,
+    _Series,
+    _steps_from_handoff,
+    build_report,
+    format_table,
+    mlflow_ui,
+)
 
 METRIC = "eval/normalized_score"
 STEPS = [0, 100, 200, 300, 400]
@@ -134,6 +144,30 @@ def test_curve_pngs_are_written(report) -> None:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", "a valid PNG"
         assert len(data) > 10_000, "a plot, not an empty canvas"
+
+
+def test_curves_share_an_axis_from_the_handoff() -> None:
+    """MLflow's step counts every update and env step; curves are drawn against env steps after
+    the hand-off, offline updates before it as negatives, so every algorithm hands off at 0 and
+    ends its 3k online steps at 3000 whatever its UTD ratio or extra phases."""
+
+    def counters(rows: list[tuple[int, int, int]]) -> tuple[dict[int, float], dict[int, float]]:
+        return {s: float(e) for s, _, e in rows}, {s: float(u) for s, u, _ in rows}
+
+    def x(steps: list[int], rows: list[tuple[int, int, int]]) -> list[int]:
+        aligned, from_handoff = _steps_from_handoff(steps, *counters(rows))
+        assert from_handoff
+        return aligned.tolist()
+
+    # (MLflow step, updates so far, env steps so far) per iteration; evaluated at phase ends.
+    iql = [(1500, 1500, 0), (3000, 3000, 0), (6000, 4500, 1500), (9000, 6000, 3000)]
+    assert x([3000, 9000], iql) == [0, 3000]
+    rlpd = [(7500, 6000, 1500), (15000, 12000, 3000)]  # no offline phase, 4 updates per env step
+    assert x([15000], rlpd) == [3000]
+    spot = [(1000, 1000, 0), (4000, 4000, 0), (10000, 7000, 3000)]  # 1k VAE updates first
+    assert x([1000, 4000, 10000], spot) == [-3000, 0, 3000]
+    steps, from_handoff = _steps_from_handoff([100, 200], {}, {})  # logged without the counters
+    assert (steps.tolist(), from_handoff) == ([100, 200], False)
 
 
 def test_a_run_evaluated_once_is_drawn(tmp_path) -> None:

@@ -5,8 +5,8 @@ For each (algorithm, dataset) the score of a run is its last evaluation of the m
 percentile-bootstrap CI. Across datasets, each algorithm gets the interquartile mean (IQM) of
 all its dataset × seed scores with a stratified-bootstrap CI (rliable; Agarwal et al.,
 "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021), which is robust to a few
-outlier runs. Learning curves are one PNG per dataset: mean over seeds against MLflow's step,
-with a 95% CI band (min–max with two seeds or fewer), one line per algorithm.
+outlier runs. Learning curves are one PNG per dataset: mean over seeds against env steps after
+the hand-off (offline updates before it, as negatives), with a 95% CI band (min–max with two seeds or fewer), one line per algorithm.
 
 ``report.html`` puts all of it on one self-contained page (inline CSS, curves as PNG data URIs,
 no scripts, nothing fetched) with a per-trial table whose run ids link to the MLflow UI, so a
@@ -47,6 +47,8 @@ from o2o.platform.tracking import TAG_SWEEP
 
 TAG_ALGORITHM = "o2o.algorithm"
 TAG_DATASET = "dataset_id"
+COUNTER_ENV_STEPS = "counters/env_steps"
+COUNTER_UPDATES = "counters/updates"
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -97,13 +99,15 @@ class Report:
 
 @dataclass
 class _Series:
-    """One run's history of the metric."""
+    """One run's history of the metric; `steps` counted from the hand-off (`_steps_from_handoff`)
+    unless `from_handoff` is False."""
 
     algorithm: str
     dataset: str
     seed: str
     steps: np.ndarray
     values: np.ndarray
+    from_handoff: bool = True
 
 
 def build_report(
@@ -236,9 +240,12 @@ def _load_runs(
                 key=lambda m: (m.step, m.timestamp),
             )
             values = np.array([m.value for m in history], dtype=float)
-            series.append(
-                _Series(algorithm, dataset, seed, np.array([m.step for m in history]), values)
-            )
+            counters = {
+                key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+                for key in (COUNTER_ENV_STEPS, COUNTER_UPDATES)
+            }
+            steps, from_handoff = _steps_from_handoff([m.step for m in history], *counters.values())
+            series.append(_Series(algorithm, dataset, seed, steps, values, from_handoff))
             final = float(values[-1])
         trials.append(
             TrialRow(algorithm, dataset, seed, final, run.info.status, run.info.run_id, counts)
@@ -247,6 +254,21 @@ def _load_runs(
         raise ValueError(f"metric {metric!r} was never logged in {which}")
     trials.sort(key=lambda t: (t.algorithm, t.dataset, _natural(t.seed)))
     return found.experiment_id, series, trials
+
+
+def _steps_from_handoff(
+    steps: list[int], env_steps: dict[int, float], updates: dict[int, float]
+) -> tuple[np.ndarray, bool]:
+    """The evaluations' x on an axis every algorithm shares whatever its phases and UTD ratio:
+    env steps after the offline → online hand-off, and offline updates before it as negatives
+    (−3000 … 0 for 3k offline updates), so a run with no offline phase (RLPD-style) starts at 0
+    and each algorithm's online end sits at its env-step budget. MLflow's step counts online
+    updates too, which stretched a UTD-4 run's online phase fourfold. Runs logged without the
+    engine's counters keep MLflow's step (and False says so)."""
+    if not all(s in env_steps and s in updates for s in steps):
+        return np.array(steps), False
+    handoff = max((updates[s] for s in updates if env_steps.get(s) == 0), default=0.0)
+    return np.array([env_steps[s] if env_steps[s] > 0 else updates[s] - handoff for s in steps]), True
 
 
 def _natural(text: str) -> tuple[int, int | str]:
@@ -345,12 +367,13 @@ def _plot_curves(
     colors: dict[str, str],
     out_dir: Path,
 ) -> Path:
-    """One PNG: each algorithm's mean curve over seeds with its band."""
-    figure = Figure(figsize=(6, 4), dpi=120)
+    """One PNG: each algorithm's mean curve over seeds with its band, the legend below the axes
+    (inside them, eleven entries covered half the curves)."""
+    shown = {key: group for key, group in sorted(groups.items()) if key[1] == dataset}
+    rows = -(-len(shown) // 2)  # two legend columns
+    figure = Figure(figsize=(6, 4 + 0.22 * rows), dpi=120, layout="constrained")
     axes = figure.subplots()
-    for (algorithm, d), group in sorted(groups.items()):
-        if d != dataset:
-            continue
+    for (algorithm, _), group in shown.items():
         steps, mean, low, high = _curve_band(group)
         color = colors[algorithm]
         # Each evaluation is marked: a run evaluated once (RLPD-style, no offline phase) is a point.
@@ -360,12 +383,15 @@ def _plot_curves(
         else:  # a band needs two steps to fill; at one it is an error bar
             axes.errorbar(steps, mean, yerr=np.vstack([mean - low, high - mean]), color=color, capsize=4, alpha=0.5)
     axes.set_title(dataset)
-    axes.set_xlabel("step (offline updates + env steps)")
+    if all(s.from_handoff for group in shown.values() for s in group):
+        axes.axvline(0, color="0.6", linewidth=0.8)
+        axes.set_xlabel("env steps after the hand-off (offline updates before it, < 0)")
+    else:
+        axes.set_xlabel("MLflow step")
     axes.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M rather than a 1e6 offset
     axes.set_ylabel(metric)
     axes.grid(alpha=0.3)
-    axes.legend(loc="best")
-    figure.tight_layout()
+    figure.legend(loc="outside lower center", ncols=2, frameon=False, fontsize="small")
     path = out_dir / f"curve_{re.sub(r'[^A-Za-z0-9_.-]', '_', dataset)}.png"
     figure.savefig(path)
     return path
@@ -457,8 +483,9 @@ CI and the number of seeds; the best mean on each dataset is highlighted.</p>
 {_iqm_section(report.iqm, colors)}
 <section>
 <h2>Learning curves</h2>
-<p class="note">Mean over seeds against MLflow's step (offline updates, then environment steps),
-with a 95% bootstrap band (min–max with two seeds or fewer).</p>
+<p class="note">Mean over seeds against environment steps after the offline → online hand-off
+(offline updates before it, at negative steps), with a 95% bootstrap band (min–max with two
+seeds or fewer).</p>
 <div class="curves">
 {curves}
 </div>

@@ -7,7 +7,7 @@ Contract with the engine, which writes three keys into every training result:
 
 - ``result["o2o"]``: flat ``{metric name: float}`` (``eval/normalized_score``, ``offline/…``,
   ``online/…``, ``perf/…``) — the only metrics logged; the rest of RLlib's result is not;
-- ``result["o2o_step"]``: a global monotone step (offline updates + env steps), MLflow's step;
+- ``result["o2o_step"]``: a global monotone step (every update + every env step), MLflow's step;
 - ``result["o2o_tags"]``: ``{tag: str}`` (dataset id and hash, phase), set when they change.
 
 A trial that Tune restarts after a failure, or that a resumed sweep picks up with a new driver,
