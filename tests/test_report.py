@@ -25,6 +25,7 @@ from o2o.platform.report import (
     _colors,
     _iqm,
     _plot_curves,
+    _score_row,
     _Series,
     _steps_from_handoff,
     build_report,
@@ -34,6 +35,8 @@ from o2o.platform.report import (
 
 METRIC = "eval/normalized_score"
 STEPS = [0, 100, 200, 300, 400]
+UPDATES = [0, 100, 200, 250, 300]
+ENV_STEPS = [0, 0, 0, 50, 100]
 FINAL = {
     ("iql", "hopper-medium"): [50.0, 55.0, 60.0],
     ("iql", "walker2d-medium"): [70.0, 72.0, 74.0],
@@ -51,6 +54,10 @@ def _log_run(client, experiment_id, algorithm, dataset, seed, final, sweep="s1",
     values = [final * k / 4 for k in range(4)] + [final]
     values[2] = final + 50.0  # a peak mid-training that a "best" score would wrongly pick
     metrics = [Metric(METRIC, v, 1000 + i, step) for i, (step, v) in enumerate(zip(STEPS, values))]
+    # The engine's counters: 200 offline updates, then 100 env steps at one update each; the
+    # peak is the offline phase's end.
+    for key, counts in (("counters/updates", UPDATES), ("counters/env_steps", ENV_STEPS)):
+        metrics += [Metric(key, c, 1000 + i, step) for i, (step, c) in enumerate(zip(STEPS, counts))]
     client.log_batch(run.info.run_id, metrics=metrics, params=[Param("seed", str(seed))])
     client.set_terminated(run.info.run_id, status=status)
 
@@ -170,6 +177,17 @@ def test_curves_share_an_axis_from_the_handoff() -> None:
     assert (steps.tolist(), from_handoff) == ([100, 200], False)
 
 
+def test_offline_end_is_the_last_score_before_the_online_phase() -> None:
+    def run(steps: list[int], values: list[float], from_handoff: bool = True) -> _Series:
+        return _Series("a", "d", "0", np.array(steps), np.array(values), from_handoff)
+
+    row = _score_row("a", "d", [run([-1500, 0, 3000], [4.0, 10.0, 20.0]), run([0, 3000], [12.0, 30.0])])
+    assert (row.offline_end, row.mean) == (11.0, 25.0)
+    assert _score_row("a", "d", [run([3000], [8.0])]).offline_end is None, "RLPD-style: no offline phase"
+    assert _score_row("a", "d", [run([0, 3000], [1.0, 2.0]), run([3000], [8.0])]).offline_end is None, "not every seed"
+    assert _score_row("a", "d", [run([200, 400], [1.0, 2.0], from_handoff=False)]).offline_end is None
+
+
 def test_a_run_evaluated_once_is_drawn(tmp_path) -> None:
     """RLPD-style runs (no offline phase) are evaluated once, at their end: their curve is a
     point with its band as an error bar. A line alone drew nothing there but the legend
@@ -192,15 +210,18 @@ def test_every_algorithm_has_its_own_colour(n: int) -> None:
 def test_markdown_and_csv_tables(report) -> None:
     text = report.table_path.read_text()
     assert text == format_table(report)
-    assert "| algorithm | dataset | seeds | score mean [95% CI] |" in text
-    assert "| iql | hopper-medium | 3 | 55.0 [" in text
-    assert "| calql | walker2d-medium | 3 | 90.0 [" in text
+    assert "| algorithm | dataset | seeds | offline end | score mean [95% CI] |" in text
+    assert "| iql | hopper-medium | 3 | 105.0 | 55.0 [" in text, "offline end: the peak at the hand-off"
+    assert "| calql | walker2d-medium | 3 | 140.0 | 90.0 [" in text
     assert "IQM" in text
     with (report.table_path.parent / "scores.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
     assert {(r["algorithm"], r["dataset"], r["n_seeds"]) for r in rows} == {
         (a, d, "3") for a, d in FINAL
+    }
+    assert {(r["algorithm"], r["dataset"]): float(r["offline_end"]) for r in rows} == {
+        key: np.mean(finals) + 50.0 for key, finals in FINAL.items()
     }
 
 
@@ -284,6 +305,7 @@ def test_html_page_shows_every_number(report) -> None:
     text = report.html_path.read_text(encoding="utf-8")
     assert "<h1>paper · s1</h1>" in text and "eval/normalized_score" in text
     for r in report.rows:
+        assert f"offline end {r.offline_end:.1f} →" in text
         assert f"{r.mean:.1f}</span>" in text
         assert f"[{r.ci_low:.1f}, {r.ci_high:.1f}]" in text
         assert f"n={r.n_seeds}" in text
@@ -291,7 +313,8 @@ def test_html_page_shows_every_number(report) -> None:
         assert f"{value:.1f}</span>" in text and f"[{low:.1f}, {high:.1f}]" in text
     for dataset in ("hopper-medium", "walker2d-medium"):  # calql wins both
         best = next(r for r in report.rows if (r.algorithm, r.dataset) == ("calql", dataset))
-        assert f'<td class="best"><span class="mean">{best.mean:.1f}</span>' in text
+        start = f'<span class="start">offline end {best.offline_end:.1f} →</span> '
+        assert f'<td class="best">{start}<span class="mean">{best.mean:.1f}</span>' in text
     assert text.count('class="best"') == 2
     for t in report.trials:
         if t.final is not None:

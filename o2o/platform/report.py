@@ -2,7 +2,8 @@
 
 For each (algorithm, dataset) the score of a run is its last evaluation of the metric
 (``eval/normalized_score`` by default); the table gives the mean over seeds with a 95%
-percentile-bootstrap CI. Across datasets, each algorithm gets the interquartile mean (IQM) of
+percentile-bootstrap CI, next to the mean score at the offline phase's end (where fine-tuning
+started: what an O2O method is asked to improve on). Across datasets, each algorithm gets the interquartile mean (IQM) of
 all its dataset × seed scores with a stratified-bootstrap CI (rliable; Agarwal et al.,
 "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021), which is robust to a few
 outlier runs. Learning curves are one PNG per dataset: mean over seeds against env steps after
@@ -66,6 +67,10 @@ class ScoreRow:
     mean: float
     ci_low: float
     ci_high: float
+    offline_end: float | None = None
+    """Mean over the seeds of their last evaluation before the online phase, the policy that
+    fine-tuning starts from; None when a run has none (no offline phase, as RLPD-style SAC, or
+    no evaluation at the offline phase's end)."""
 
 
 @dataclass
@@ -147,9 +152,10 @@ def build_report(
     report.table_path.write_text(format_table(report))
     with (out_dir / "scores.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["algorithm", "dataset", "n_seeds", "mean", "ci_low", "ci_high"])
+        writer.writerow(["algorithm", "dataset", "n_seeds", "offline_end", "mean", "ci_low", "ci_high"])
         for r in rows:
-            writer.writerow([r.algorithm, r.dataset, r.n_seeds, r.mean, r.ci_low, r.ci_high])
+            offline_end = "" if r.offline_end is None else r.offline_end
+            writer.writerow([r.algorithm, r.dataset, r.n_seeds, offline_end, r.mean, r.ci_low, r.ci_high])
     title = _Title(experiment, experiment_id, sweep, metric, tracking_uri, include_unfinished)
     report.html_path.write_text(_format_html(report, title, colors), encoding="utf-8")
     return report
@@ -158,10 +164,10 @@ def build_report(
 def format_table(report: Report) -> str:
     """The report's markdown tables: score per (algorithm, dataset), then IQM per algorithm."""
     lines = [
-        "| algorithm | dataset | seeds | score mean [95% CI] |",
-        "|---|---|---:|---|",
+        "| algorithm | dataset | seeds | offline end | score mean [95% CI] |",
+        "|---|---|---:|---:|---|",
         *(
-            f"| {r.algorithm} | {r.dataset} | {r.n_seeds} | "
+            f"| {r.algorithm} | {r.dataset} | {r.n_seeds} | {_offline_end(r)} | "
             f"{r.mean:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}] |"
             for r in report.rows
         ),
@@ -177,6 +183,10 @@ def format_table(report: Report) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _offline_end(row: ScoreRow) -> str:
+    return "—" if row.offline_end is None else f"{row.offline_end:.1f}"
 
 
 def mlflow_ui(tracking_uri: str) -> tuple[str, str | None]:
@@ -288,11 +298,14 @@ def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) ->
 
 
 def _score_row(algorithm: str, dataset: str, group: list[_Series]) -> ScoreRow:
-    """Mean of the runs' final scores with a 95% percentile-bootstrap CI over seeds."""
+    """Mean of the runs' final scores with a 95% percentile-bootstrap CI over seeds, and the mean
+    of their scores at the offline phase's end."""
     finals = np.array([s.values[-1] for s in group])
     mean = float(finals.mean())
+    offline = [s.values[s.steps <= 0][-1] for s in group if s.from_handoff and (s.steps <= 0).any()]
+    offline_end = float(np.mean(offline)) if offline and len(offline) == len(group) else None
     if len(finals) == 1:
-        return ScoreRow(algorithm, dataset, 1, mean, mean, mean)
+        return ScoreRow(algorithm, dataset, 1, mean, mean, mean, offline_end)
     ci = stats.bootstrap(
         (finals,),
         np.mean,
@@ -301,7 +314,7 @@ def _score_row(algorithm: str, dataset: str, group: list[_Series]) -> ScoreRow:
         method="percentile",
         rng=np.random.default_rng(BOOTSTRAP_SEED),
     ).confidence_interval
-    return ScoreRow(algorithm, dataset, len(finals), mean, float(ci.low), float(ci.high))
+    return ScoreRow(algorithm, dataset, len(finals), mean, float(ci.low), float(ci.high), offline_end)
 
 
 def _iqm(groups: dict[tuple[str, str], list[_Series]]) -> dict[str, tuple[float, float, float]]:
@@ -477,7 +490,8 @@ def _format_html(report: Report, title: _Title, colors: dict[str, str]) -> str:
 <section>
 <h2>Final score</h2>
 <p class="note">Mean over seeds of each run's last evaluation, with its 95% percentile-bootstrap
-CI and the number of seeds; the best mean on each dataset is highlighted.</p>
+CI and the number of seeds; the best mean on each dataset is highlighted. Above it, the mean at
+the offline phase's end: the policy that online fine-tuning started from.</p>
 <div class="wide">{_score_table(report.rows, colors)}</div>
 </section>
 {_iqm_section(report.iqm, colors)}
@@ -526,8 +540,9 @@ def _score_table(rows: list[ScoreRow], colors: dict[str, str]) -> str:
                 cells.append('<td class="missing">—</td>')
                 continue
             mark = ' class="best"' if r.mean == best[dataset] else ""
+            start = "" if r.offline_end is None else f'<span class="start">offline end {r.offline_end:.1f} →</span> '
             cells.append(
-                f'<td{mark}><span class="mean">{r.mean:.1f}</span> '
+                f'<td{mark}>{start}<span class="mean">{r.mean:.1f}</span> '
                 f'<span class="ci">[{r.ci_low:.1f}, {r.ci_high:.1f}]</span> '
                 f'<span class="n">n={r.n_seeds}</span></td>'
             )
@@ -620,8 +635,8 @@ th, td { padding: 6px 12px; border-bottom: 1px solid var(--line); text-align: le
 thead th { background: var(--soft); font-weight: 600; font-size: 13px; }
 .scores td, .scores thead th:not(:first-child) { text-align: center; }
 .mean { font-weight: 600; font-variant-numeric: tabular-nums; }
-.ci, .n { color: var(--muted); font-size: 12.5px; font-variant-numeric: tabular-nums; }
-.scores .n { display: block; }
+.ci, .n, .start { color: var(--muted); font-size: 12.5px; font-variant-numeric: tabular-nums; }
+.scores .n, .scores .start { display: block; }
 .scores td.best { background: var(--best); }
 .scores td.best .mean { color: var(--best-ink); }
 .missing { color: var(--muted); }
