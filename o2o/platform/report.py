@@ -3,11 +3,12 @@
 For each (algorithm, dataset) the score of a run is its last evaluation of the metric
 (``eval/normalized_score`` by default); the table gives the mean over seeds with a 95%
 percentile-bootstrap CI, next to the mean score at the offline phase's end (where fine-tuning
-started: what an O2O method is asked to improve on). Across datasets, each algorithm gets the interquartile mean (IQM) of
-all its dataset × seed scores with a stratified-bootstrap CI (rliable; Agarwal et al.,
-"Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021), which is robust to a few
-outlier runs. Learning curves are one PNG per dataset: mean over seeds against env steps after
-the hand-off (offline updates before it, as negatives), with a 95% CI band (min–max with two seeds or fewer), one line per algorithm.
+started: what an O2O method is asked to improve on). Across datasets, each algorithm gets the
+interquartile mean (IQM) of all its dataset × seed scores with a stratified-bootstrap CI
+(rliable; Agarwal et al., "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021),
+which is robust to a few outlier runs. Learning curves are one PNG per dataset: mean over seeds
+against env steps after the hand-off (offline updates before it, as negatives), with a 95% CI
+band (min–max with two seeds or fewer), one line per algorithm.
 
 ``report.html`` puts all of it on one self-contained page (inline CSS, curves as PNG data URIs,
 no scripts, nothing fetched) with a per-trial table whose run ids link to the MLflow UI, so a
@@ -69,8 +70,8 @@ class ScoreRow:
     ci_high: float
     offline_end: float | None = None
     """Mean over the seeds of their last evaluation before the online phase, the policy that
-    fine-tuning starts from; None when a run has none (no offline phase, as RLPD-style SAC, or
-    no evaluation at the offline phase's end)."""
+    fine-tuning starts from; None unless every seed has one (RLPD-style SAC has no offline
+    phase; runs logged without the engine's counters cannot tell the phases apart)."""
 
 
 @dataclass
@@ -381,7 +382,7 @@ def _plot_curves(
     out_dir: Path,
 ) -> Path:
     """One PNG: each algorithm's mean curve over seeds with its band, the legend below the axes
-    (inside them, eleven entries covered half the curves)."""
+    (inside them, nine entries covered half the curves)."""
     shown = {key: group for key, group in sorted(groups.items()) if key[1] == dataset}
     rows = -(-len(shown) // 2)  # two legend columns
     figure = Figure(figsize=(6, 4 + 0.22 * rows), dpi=120, layout="constrained")
