@@ -1,9 +1,11 @@
 """build_report against a real sqlite MLflow store filled with known metric histories.
 
 Protects what a paper table depends on: a run's score is its last evaluation, the mean and 95%
-bootstrap CI over seeds, rliable's IQM across datasets, which runs count (finished, this
-sweep), the curve PNGs, one-line errors when there is nothing to report, and the HTML page:
-self-contained, every number on it, every text escaped, every run linked to the MLflow UI.
+bootstrap CI over seeds, the score at the offline phase's end, rliable's IQM across datasets
+(the same interval on every report), which runs count (finished, this sweep), the curve PNGs on
+an axis from the hand-off, one colour per algorithm, one-line errors when there is nothing to
+report, and the HTML page: self-contained, every number on it, every text escaped, every run
+linked to the MLflow UI.
 """
 
 from __future__ import annotations
