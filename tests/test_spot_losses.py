@@ -2,7 +2,8 @@
 importance-weighted density estimates, λ's cooling schedule, the actor loss), what its phases do
 to the learner (the VAE trains alone first and is frozen after; the online start resets the
 actor's and critics' Adam state), what its module gives EnvRunners, and — on real Ray — the
-three phases in order with a checkpoint that resumes the λ schedule."""
+three phases in order with a checkpoint that resumes the λ schedule, and no evaluation of the
+untrained actor during the VAE phase."""
 
 from __future__ import annotations
 
@@ -236,3 +237,25 @@ def test_phases_run_vae_then_offline_then_online_and_resume_the_schedule(hopper_
         assert restored.learner_group._learner.current_support_weight() == pytest.approx(0.25)
     finally:
         restored.stop()
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("interval", [1, 100], ids=["rllib-interval", "phase-end"])
+def test_the_vae_phase_is_not_evaluated_and_the_offline_phase_is(hopper_random, interval) -> None:  # noqa: ANN001
+    config = (
+        on_dataset(SPOTConfig(), hopper_random, offline_updates=20, online_env_steps=0, updates_per_iteration=20)
+        .training(train_batch_size_per_learner=32, vae_pretrain_updates=20, vae_hidden_sizes=[32, 32])
+        .evaluation(evaluation_interval=interval, evaluation_duration=1)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        vae, offline = algo.train()["o2o"], algo.train()["o2o"]
+        # the VAE phase leaves the actor as initialised: a score there would be noise, and the
+        # report's curve would start at it
+        assert not [k for k in vae if k.startswith("eval/")], vae
+        assert np.isfinite(offline["eval/normalized_score"]), "the offline phase's end is scored"
+        # a user's own call outside a training iteration still evaluates
+        assert np.isfinite(algo.evaluate()["env_runners"]["episode_return_mean"])
+    finally:
+        algo.stop()

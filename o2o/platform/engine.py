@@ -36,7 +36,8 @@ How each method in METHODS.md maps onto this engine (no special case lives in sh
   paper's losses; the phases and replay are the defaults.
 - Cal-QL: its learner sets `needs_returns_to_go`; the engine adds a Monte-Carlo return column
   (`mc_returns`) to the store; its config's `phase_overrides["online"]` sets `calibrate: False`.
-- SPOT: its VAE behaviour model is part of its module; `on_phase_start("online")` resets the
+- SPOT: its VAE behaviour model is part of its module, pretrained in a phase of its own that
+  does not train the policy (so it is not evaluated); `on_phase_start("online")` resets the
   optimizers and starts the λ cooling schedule.
 - OPT: overrides `phases()` to insert `online_collection` (env steps with the frozen offline
   policy, no updates) and `online_pretraining` (updates of a new critic) between offline and
@@ -95,11 +96,14 @@ REWARD_NORMALIZATIONS = ("none", "return_range")
 
 @dataclass(frozen=True)
 class Phase:
-    """One stage of a trial: a name, a budget, and the unit the budget counts."""
+    """One stage of a trial: a name, a budget, the unit the budget counts, and whether it
+    changes the policy. A phase that does not (SPOT's VAE pretraining) is not evaluated, neither
+    at RLlib's interval nor at its end: its score would be that of a policy no phase has trained."""
 
     name: str
     budget: int
     unit: str  # "updates" or "env_steps"
+    trains_policy: bool = True
 
 
 class O2OConfig(AlgorithmConfig):
@@ -541,6 +545,7 @@ class O2OAlgorithm(Algorithm):
         self.completed_returns: list[float] = []
         self._weight_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         self._metrics: dict[str, float] = {}
+        self._scoring = True  # False while step() runs a phase that does not train the policy
         obs_space, act_space = self.env_runner.env.single_observation_space, self.env_runner.env.single_action_space
         data = self._read_offline_data(obs_space, act_space) if self.offline_data is not None else None
         n = self._learner("build_replay", data, int(np.prod(obs_space.shape)), int(np.prod(act_space.shape)))
@@ -680,11 +685,14 @@ class O2OAlgorithm(Algorithm):
         # RLlib evaluates on its own every `interval` iterations (and then keeps repeating that
         # stale result under "evaluation"); o2o adds one at each phase's end.
         rllib_evaluates = bool(interval) and (self.iteration + 1) % interval == 0
+        running = self.current_phase
+        self._scoring = running is None or running.trains_policy
         result = super().step()
         finished = self.current_phase is None
         evaluation = result.get("evaluation") if rllib_evaluates else None
         if evaluation is None and self._phase_ended and interval:
             evaluation = self.evaluate()
+        self._scoring = True
         if evaluation:
             self._record_evaluation(evaluation)
         if self._phase_ended and self.current_phase is not None:
@@ -706,6 +714,13 @@ class O2OAlgorithm(Algorithm):
         }
         result["done"] = finished
         return result
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict:
+        """RLlib's evaluation, except within `step()` of a phase that does not train the policy
+        (see `Phase.trains_policy`), where it is skipped and returns no result."""
+        if not self._scoring:
+            return {}
+        return super().evaluate(*args, **kwargs)
 
     def _record_evaluation(self, evaluation: Mapping[str, Any]) -> None:
         runners = evaluation.get("env_runners", {})

@@ -23,8 +23,10 @@ class SPOTAlgorithm(TD3Algorithm):
 
     @classmethod
     def phases(cls, config: SPOTConfig) -> list[Phase]:
-        """The authors' order: `train_vae.py`, then `main.py`, then `main_finetune.py`."""
-        return [Phase("vae_pretraining", config.vae_pretrain_updates, "updates"), *super().phases(config)]
+        """The authors' order: `train_vae.py`, then `main.py`, then `main_finetune.py`. The VAE
+        phase leaves the actor untrained, so it is not evaluated."""
+        vae = Phase("vae_pretraining", config.vae_pretrain_updates, "updates", trains_policy=False)
+        return [vae, *super().phases(config)]
 
     def iterate(self, phase: Phase, remaining: int) -> int:
         """A VAE pretraining iteration is `updates_per_iteration` VAE updates on dataset minibatches
