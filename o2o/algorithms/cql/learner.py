@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 from o2o.algorithms.cql.config import CQLConfig
-from o2o.algorithms.sac.learner import actor_loss, critic_loss, soft_td_target, temperature_loss
-from o2o.platform.engine import O2OLearner, Phase
+from o2o.algorithms.sac.learner import SACLearner, critic_loss, soft_td_target
+from o2o.platform.engine import Phase
 from o2o.platform.networks import QEnsemble, soft_update_
 
 
@@ -68,7 +68,7 @@ def repeat_states(obs: torch.Tensor, k: int) -> torch.Tensor:
     return obs.unsqueeze(1).expand(obs.shape[0], k, obs.shape[-1])
 
 
-class CQLLearner(O2OLearner):
+class CQLLearner(SACLearner):
     """One CQL update: critics to the TD target plus the conservative term; SAC's actor and
     temperature; the Lagrange multiplier when on; Polyak target critics."""
 
@@ -82,8 +82,6 @@ class CQLLearner(O2OLearner):
         ]
         self.optimizer = self.grouped_adam(module_id, "cql", groups)
         self.set_learning_rates(self.config)
-        act_dim = net.action_space.shape[0]
-        self.target_entropy = -float(act_dim) if self.config.target_entropy is None else self.config.target_entropy
 
     def set_learning_rates(self, hp: CQLConfig) -> None:
         """Critics at `lr`, actor at `actor_lr`, temperature at `alpha_lr`, α' at `lr` (CORL's
@@ -145,11 +143,7 @@ class CQLLearner(O2OLearner):
             cql_loss = conservative_loss(gap, hp.cql_alpha, 0.0)
             dual_loss = 0.0
 
-        pi, logp = net.actor.sample(obs)
-        q_all = net.critic(obs, pi, detach_params=True)
-        q_pi = q_all.min(0).values if hp.actor_q_reduction == "min" else q_all.mean(0)
-        pi_loss = actor_loss(logp, q_pi, alpha)
-        alpha_loss = temperature_loss(net.log_alpha, logp.detach(), self.target_entropy)
+        pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
 
         self.optimizer.zero_grad(set_to_none=True)
         (td_loss + cql_loss + dual_loss + pi_loss + alpha_loss).backward()
@@ -161,7 +155,7 @@ class CQLLearner(O2OLearner):
             "cql_gap": gap.detach().mean(),
             "actor_loss": pi_loss.detach(),
             "alpha": alpha,
-            "entropy": -logp.detach().mean(),
+            "entropy": -logp.mean(),
             "q_mean": q.detach().mean(),
             **extra,
         }

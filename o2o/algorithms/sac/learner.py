@@ -52,8 +52,25 @@ class SACLearner(O2OLearner):
             {"params": [net.log_alpha], "name": "alpha", "lr": self.config.alpha_lr},
         ]
         self.optimizer = self.grouped_adam(module_id, "sac", groups)
-        act_dim = net.action_space.shape[0]
-        self.target_entropy = -float(act_dim) if self.config.target_entropy is None else self.config.target_entropy
+
+    @property
+    def target_entropy(self) -> float:
+        """H̄ of eq. 18: the config's `target_entropy`, or −|A| (the paper's choice)."""
+        if self.hp.target_entropy is not None:
+            return self.hp.target_entropy
+        return -float(self.net.action_space.shape[0])
+
+    def policy_losses(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. 7's actor loss and eq. 18's temperature loss on one reparameterised draw
+        ã ~ π(·|s), and log π(ã|s) (detached, for the entropy metric). Shared with CQL and
+        Cal-QL, whose actor and temperature are SAC's."""
+        net = self.net
+        actions, logp = net.actor.sample(obs)
+        q_all = net.critic(obs, actions, detach_params=True)
+        q_pi = q_all.min(0).values if self.hp.actor_q_reduction == "min" else q_all.mean(0)
+        pi_loss = actor_loss(logp, q_pi, alpha)
+        alpha_loss = temperature_loss(net.log_alpha, logp.detach(), self.target_entropy)
+        return pi_loss, alpha_loss, logp.detach()
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net, hp = self.net, self.hp
@@ -65,11 +82,7 @@ class SACLearner(O2OLearner):
             target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_logp, alpha, hp.gamma)
         q = net.critic(obs, batch["actions"])
         q_loss = critic_loss(q, target)
-        actions, logp = net.actor.sample(obs)
-        q_all = net.critic(obs, actions, detach_params=True)
-        q_pi = q_all.min(0).values if hp.actor_q_reduction == "min" else q_all.mean(0)
-        pi_loss = actor_loss(logp, q_pi, alpha)
-        alpha_loss = temperature_loss(net.log_alpha, logp.detach(), self.target_entropy)
+        pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
 
         self.optimizer.zero_grad(set_to_none=True)
         (q_loss + pi_loss + alpha_loss).backward()
@@ -79,6 +92,6 @@ class SACLearner(O2OLearner):
             "critic_loss": q_loss.detach(),
             "actor_loss": pi_loss.detach(),
             "alpha": alpha,
-            "entropy": -logp.detach().mean(),
+            "entropy": -logp.mean(),
             "q_mean": q.detach().mean(),
         }
