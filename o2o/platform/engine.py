@@ -687,12 +687,14 @@ class O2OAlgorithm(Algorithm):
         rllib_evaluates = bool(interval) and (self.iteration + 1) % interval == 0
         running = self.current_phase
         self._scoring = running is None or running.trains_policy
-        result = super().step()
+        try:
+            result = super().step()
+            evaluation = result.get("evaluation") if rllib_evaluates else None
+            if evaluation is None and self._phase_ended and interval:
+                evaluation = self.evaluate()
+        finally:
+            self._scoring = True  # also after a failed iteration, for the caller's own evaluate()
         finished = self.current_phase is None
-        evaluation = result.get("evaluation") if rllib_evaluates else None
-        if evaluation is None and self._phase_ended and interval:
-            evaluation = self.evaluate()
-        self._scoring = True
         if evaluation:
             self._record_evaluation(evaluation)
         if self._phase_ended and self.current_phase is not None:
