@@ -4,7 +4,7 @@ An algorithm is done only when it passes here, on real Ray, a real Hopper-v5 and
 factory dataset: it builds from its config; offline updates change its weights and drive its
 critic's TD error (the `critic_loss` metric every learner reports) down; the hand-off gives the
 EnvRunner the learner's weights; online steps fill the online buffer; a checkpoint restores the
-weights and the buffer exactly and the trial continues; the same seed reproduces the offline
+weights and the buffer exactly and the trial continues as the uninterrupted one does; the same seed reproduces the offline
 phase; a NaN loss stops the trial with a clear error; the EnvRunner's module acts through the
 method's `act` and `explore` on the states the learner trained on.
 """
@@ -72,6 +72,11 @@ def train_until(algo: O2OAlgorithm, phase: str) -> None:
         algo.train()
 
 
+def measured(result: dict) -> dict[str, float]:
+    """A result's o2o metrics without the timings, which no two runs share."""
+    return {k: v for k, v in result["o2o"].items() if not k.startswith("perf/")}
+
+
 def replay(algo: O2OAlgorithm):  # noqa: ANN201 - ReplayStore
     return algo.learner_group._learner.replay
 
@@ -99,6 +104,8 @@ def test_learns_offline_hands_off_and_restores(name: str, hopper_random, tmp_pat
 
         saved_weights, saved_rows = weights(algo), replay(algo).get_state()["online_rows"]
         algo.save_to_path(tmp_path / "ckpt")
+        uninterrupted = measured(algo.train())  # mid-episode: the env's state is in the checkpoint
+        uninterrupted_weights = weights(algo)
     finally:
         algo.stop()
 
@@ -110,6 +117,9 @@ def test_learns_offline_hands_off_and_restores(name: str, hopper_random, tmp_pat
         assert restored.current_phase.name == "online" and restored.env_steps == 50
         result = restored.train()
         assert result["o2o"]["counters/env_steps"] == 100
+        assert measured(result) == uninterrupted, "the restored trial continues as the uninterrupted one"
+        for key, value in weights(restored).items():
+            assert torch.equal(value, uninterrupted_weights[key]), f"weight {key} after the restore differs"
         rows = replay(restored).get_state()["online_rows"]
         assert len(rows) == 100, "the continued trial appends to the restored buffer"
         np.testing.assert_array_equal(rows[:50], saved_rows)

@@ -70,7 +70,7 @@ def test_phases_run_in_order_and_hand_off_weights(hopper_random) -> None:
 def test_online_phase_overrides_set_the_sampling_rule_and_anneal_it(hopper_random) -> None:
     online = {"sampling_rule": "ratio", "offline_fraction": 1.0, "offline_fraction_end": 0.0, "anneal_env_steps": 200}
     config = tiny_iql(hopper_random, offline_updates=100, online_env_steps=200)
-    config.o2o(phase_overrides={"online": {**config.phase_overrides["online"], **online}})
+    config.o2o(phase_overrides={"online": online})
     algo = config.build_algo()
     try:
         assert algo.train()["o2o"].get("online/offline_fraction") is None  # offline: the dataset only

@@ -101,6 +101,13 @@ class BalancedReplay:
         first update: the fresh network gives w ≈ 1)."""
         replay.track_priorities()
 
+    def configure(self, lr: float, batch_size: int, temperature: float) -> None:
+        """Take a phase's settings: the Adam step size, the minibatch size and T."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.batch_size = batch_size
+        self.temperature = temperature
+
     def update(
         self, replay: ReplayStore, indices: torch.Tensor, batch: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:

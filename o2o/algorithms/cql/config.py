@@ -85,6 +85,11 @@ class CQLConfig(SACConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.policy_update_per_env_step:
+            self._value_error(
+                "policy_update_per_env_step is RLPD's SAC schedule; CQL steps its actor and "
+                "temperature with every critic update"
+            )
         if self.initial_cql_multiplier <= 0:
             self._value_error(f"initial_cql_multiplier must be > 0, got {self.initial_cql_multiplier}")
         for phase, config in [("", self), *((p, self.for_phase(p)) for p in self.phase_overrides)]:

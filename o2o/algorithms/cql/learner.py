@@ -27,9 +27,7 @@ from typing import Any
 
 import torch
 
-from o2o.algorithms.cql.config import CQLConfig
 from o2o.algorithms.sac.learner import SACLearner, critic_loss, soft_td_target
-from o2o.platform.engine import Phase
 from o2o.platform.networks import QEnsemble, soft_update_
 
 
@@ -81,19 +79,12 @@ class CQLLearner(SACLearner):
             {"params": [net.log_cql_multiplier], "name": "cql_multiplier"},
         ]
         self.optimizer = self.grouped_adam(module_id, "cql", groups)
-        self.set_learning_rates(self.config)
 
-    def set_learning_rates(self, hp: CQLConfig) -> None:
+    def learning_rates(self) -> dict[str, float]:
         """Critics at `lr`, actor at `actor_lr`, temperature at `alpha_lr`, α' at `lr` (CORL's
-        `qf_lr`). Called at each phase start, so phase overrides of any of them apply; a restored
-        optimizer carries the rates of the phase it was saved in."""
-        rates = {"critic": hp.lr, "actor": hp.actor_lr, "alpha": hp.alpha_lr, "cql_multiplier": hp.lr}
-        for group in self.optimizer.param_groups:
-            group["lr"] = rates[group["name"]]
-
-    def on_phase_start(self, phase: Phase) -> None:
-        super().on_phase_start(phase)
-        self.set_learning_rates(self.hp)
+        `qf_lr`)."""
+        hp = self.hp
+        return {"critic": hp.lr, "actor": hp.actor_lr, "alpha": hp.alpha_lr, "cql_multiplier": hp.lr}
 
     def policy_action_q(
         self, q_policy: torch.Tensor, batch: dict[str, torch.Tensor]

@@ -11,7 +11,13 @@ class IQLConfig(O2OConfig):
     """Implicit Q-Learning (Kostrikov, Nair, Levine; ICLR 2022, arXiv:2110.06169).
 
     Defaults follow the authors' released code (ikostrikov/implicit_q_learning,
-    `configs/mujoco_config.py`) and CORL's `algorithms/offline/iql.py` for fine-tuning.
+    `configs/mujoco_config.py`) and CORL's `algorithms/offline/iql.py` for fine-tuning. The
+    actor's learning rate is constant through both phases, as in the authors' offline-to-online
+    runs (`train_finetune.py` with `configs/antmaze_finetune_config.py`, `opt_decay_schedule =
+    None`: one Adam per network carried from pre-training into fine-tuning). Their offline-only
+    runs decay it by cosine over 1M updates (`actor_lr_schedule="cosine"`), which in a trial with
+    an online phase would leave the actor at a rate near 0 at the hand-off and then jump back to
+    `lr` (measured on the quickstart: README.md, "What the quickstart shows").
     """
 
     def __init__(self, algo_class: type | None = None) -> None:
@@ -24,11 +30,11 @@ class IQLConfig(O2OConfig):
         """β in the AWR weight exp(β·(Q − V)) (paper eq. 7); 10 on AntMaze, 0.5 on Adroit."""
         self.max_weight: float = 100.0
         """Clip of the AWR weight exp(β·(Q − V)) (authors' code)."""
-        self.actor_lr_schedule: str = "cosine"
-        """"cosine" decays the actor's learning rate to 0 over the phase; "constant" keeps it."""
+        self.actor_lr_schedule: str = "constant"
+        """"constant" keeps the actor's learning rate at `lr` (the authors' fine-tuning);
+        "cosine" decays it to 0 over each phase counted in updates (their offline-only runs)."""
         self.actor_dropout: float = 0.0
         """Dropout in the actor's hidden layers (0.1 on Adroit)."""
-        self.phase_overrides = {"online": {"actor_lr_schedule": "constant"}}
         # Locomotion rewards × 1000 / (max − min episode return) (authors' `train_offline.py`,
         # `normalize(dataset)`; CORL `modify_reward`).
         self.reward_normalization = "return_range"

@@ -43,7 +43,7 @@ class PEXConfig(IQLConfig):
         """Actions the AWR loss (IQL eq. 7) imitates: "replay" — the minibatch's own actions (IQL,
         the offline phase); "composite" — an action of the composed policy drawn at each minibatch
         state, weighted by exp(β(Q̂(s, a) − V(s))) (the authors' `PEX.policy_update`; online)."""
-        self.phase_overrides = {"online": {"actor_lr_schedule": "constant", "awr_actions": "composite"}}
+        self.phase_overrides = {"online": {"awr_actions": "composite"}}
         self.sampling_rule = "ratio"
         self.offline_fraction = 0.5  # half of each online minibatch from the dataset (`double_buffer`)
         self.learning_starts = 5000  # `initial_collection_steps`, collected by the composed policy
@@ -68,10 +68,6 @@ class PEXConfig(IQLConfig):
 
     def validate(self) -> None:
         super().validate()
-        built = {"inverse_temperature", "eval_epsilon", "actor_dropout"}
-        fixed = sorted({k for o in self.phase_overrides.values() for k in o} & built)
-        if fixed:
-            self._value_error(f"{fixed} are fixed when the module is built; they cannot be phase overrides")
         if self.inverse_temperature < 0 or not 0.0 <= self.eval_epsilon <= 1.0:
             self._value_error(
                 f"inverse_temperature must be >= 0 and eval_epsilon in [0, 1], got "

@@ -14,9 +14,14 @@ class SACConfig(O2OConfig):
 
         super().__init__(algo_class=algo_class or SACAlgorithm)
         self.initial_temperature: float = 1.0
-        """α at the start; tuned automatically towards `target_entropy`."""
-        self.target_entropy: float | None = None
-        """Entropy the temperature aims for; None means −|A| (the paper's heuristic)."""
+        """α at the start; tuned automatically towards the target entropy."""
+        self.target_entropy_per_dim: float = -1.0
+        """The entropy H̄ the temperature aims for, per action dimension: H̄ = this × |A| (SAC's
+        heuristic −1; RLPD −0.5, `sac_learner.py`: `target_entropy = -action_dim / 2`)."""
+        self.policy_update_per_env_step: bool = False
+        """Online, step the actor and the temperature once per env step, on the last of that
+        step's `utd_ratio` critic updates (RLPD's `SACLearner.update`), instead of on every
+        critic update (SAC). Offline phases step them on every update either way."""
         self.alpha_lr: float = 3e-4
         """Learning rate of log α."""
         self.actor_q_reduction: str = "min"

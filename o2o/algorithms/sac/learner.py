@@ -5,11 +5,15 @@ automatic temperature of Haarnoja et al. 2018b (arXiv:1812.05905). Checked again
 `sac_continuous_action.py`.
 
 The actor loss reads the critics with detached parameters, so critic, actor and temperature
-losses touch disjoint parameters and share one backward pass and one Adam.
+losses touch disjoint parameters and share one backward pass and one Adam. Under RLPD's
+`policy_update_per_env_step` the actor therefore reads the critics as they were before the
+step's last critic update, where RLPD (ikostrikov/rlpd `sac_learner.py`) updates the actor
+after all of the step's critic updates: one critic step of the step's `utd_ratio` apart.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -49,16 +53,27 @@ class SACLearner(O2OLearner):
         groups = [
             {"params": list(net.critic.parameters()), "name": "critic"},
             {"params": list(net.actor.parameters()), "name": "actor"},
-            {"params": [net.log_alpha], "name": "alpha", "lr": self.config.alpha_lr},
+            {"params": [net.log_alpha], "name": "alpha"},
         ]
         self.optimizer = self.grouped_adam(module_id, "sac", groups)
 
+    def learning_rates(self) -> dict[str, float]:
+        """Critics and actor at `lr`, the temperature at `alpha_lr`."""
+        return {"critic": self.hp.lr, "actor": self.hp.lr, "alpha": self.hp.alpha_lr}
+
     @property
     def target_entropy(self) -> float:
-        """H̄ of eq. 18: the config's `target_entropy`, or −|A| (the paper's choice)."""
-        if self.hp.target_entropy is not None:
-            return self.hp.target_entropy
-        return -float(self.net.action_space.shape[0])
+        """H̄ of eq. 18: `target_entropy_per_dim` × |A| (the paper: −|A|)."""
+        return self.hp.target_entropy_per_dim * float(self.net.action_space.shape[0])
+
+    def policy_update_due(self) -> bool:
+        """Whether this update steps the actor and the temperature: always, except online under
+        `policy_update_per_env_step`, where only every `utd_ratio`-th update of the phase does —
+        the last critic update of each env step, as the engine runs `utd_ratio` per step."""
+        hp, phase = self.hp, self.phase
+        if not hp.policy_update_per_env_step or phase is None or phase.unit != "env_steps":
+            return True
+        return math.floor((self.phase_updates + 1) / hp.utd_ratio + 1e-9) > math.floor(self.phase_updates / hp.utd_ratio + 1e-9)
 
     def policy_losses(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eq. 7's actor loss and eq. 18's temperature loss on one reparameterised draw
@@ -82,16 +97,15 @@ class SACLearner(O2OLearner):
             target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_logp, alpha, hp.gamma)
         q = net.critic(obs, batch["actions"])
         q_loss = critic_loss(q, target)
-        pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
+        metrics = {"critic_loss": q_loss.detach(), "alpha": alpha, "q_mean": q.detach().mean()}
+        loss = q_loss
+        if self.policy_update_due():
+            pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
+            loss = loss + pi_loss + alpha_loss
+            metrics.update(actor_loss=pi_loss.detach(), entropy=-logp.mean())
 
         self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + pi_loss + alpha_loss).backward()
+        loss.backward()
         self.optimizer.step()
         soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
-        return {
-            "critic_loss": q_loss.detach(),
-            "actor_loss": pi_loss.detach(),
-            "alpha": alpha,
-            "entropy": -logp.mean(),
-            "q_mean": q.detach().mean(),
-        }
+        return metrics

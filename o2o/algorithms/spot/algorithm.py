@@ -33,7 +33,7 @@ class SPOTAlgorithm(TD3Algorithm):
         (metrics under `vae_pretraining/`); the other phases are the engine's."""
         if phase.name != "vae_pretraining":
             return super().iterate(phase, remaining)
-        n = min(self.config.updates_per_iteration, remaining)
+        n = min(self.hp.updates_per_iteration, remaining)
         self._record(phase.name, self._learner("run_updates", n, Sampling("offline")))
         self.updates += n
         return n

@@ -116,10 +116,6 @@ class SPOTConfig(TD3Config):
 
     def validate(self) -> None:
         super().validate()
-        built = {"actor_dropout", "actor_init_w", "critic_init_w", "vae_hidden_sizes", "vae_latent_dim"}
-        fixed = sorted({k for o in self.phase_overrides.values() for k in o} & built)
-        if fixed:
-            self._value_error(f"{fixed} are fixed when the module is built; they cannot be phase overrides")
         if not 0.0 <= self.actor_dropout < 1.0:
             self._value_error(f"actor_dropout must lie in [0, 1), got {self.actor_dropout}")
         if self.vae_latent_dim is not None and self.vae_latent_dim < 1:

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from o2o.algorithms.spot.config import SPOTConfig
 from o2o.algorithms.td3.learner import TD3Learner
 from o2o.algorithms.td3bc.learner import q_normalizer
 from o2o.platform.engine import Phase
@@ -93,8 +92,6 @@ def spot_actor_loss(
 class SPOTLearner(TD3Learner):
     """The VAE's update in `vae_pretraining`; TD3's update with SPOT's actor loss after it."""
 
-    actor_metric_names = ("actor_loss", "neg_log_behavior", "support_weight")
-
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         net = self.module[module_id]
         groups = [
@@ -103,20 +100,16 @@ class SPOTLearner(TD3Learner):
             {"params": list(net.vae.parameters()), "name": "vae"},
         ]
         self.optimizer = self.grouped_adam(module_id, "spot", groups)
-        self.set_learning_rates(self.config)
 
-    def set_learning_rates(self, hp: SPOTConfig) -> None:
-        """Critics at `lr`, actor at `actor_lr` (or `lr`), VAE at `vae_lr`; applied at each phase
-        start, so phase overrides of any of them take effect."""
-        rates = {"critic": hp.lr, "actor": hp.actor_lr or hp.lr, "vae": hp.vae_lr}
-        for group in self.optimizer.param_groups:
-            group["lr"] = rates[group["name"]]
+    def learning_rates(self) -> dict[str, float]:
+        """Critics at `lr`, actor at `actor_lr` (or `lr`), VAE at `vae_lr`."""
+        hp = self.hp
+        return {"critic": hp.lr, "actor": hp.actor_lr or hp.lr, "vae": hp.vae_lr}
 
     def on_phase_start(self, phase: Phase) -> None:
-        """Every phase: its learning rates. Online: with `reset_optimizers_online`, fresh Adam
-        state for the actor and critics (CORL); λ's cooling is the online `phase_overrides`."""
+        """Online: with `reset_optimizers_online`, fresh Adam state for the actor and critics
+        (CORL); λ's cooling is the online `phase_overrides`."""
         super().on_phase_start(phase)
-        self.set_learning_rates(self.hp)
         if phase.name == "online" and self.hp.reset_optimizers_online:
             self.reset_optimizer_state({"critic", "actor"})
 

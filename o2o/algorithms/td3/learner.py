@@ -44,17 +44,6 @@ class TD3Learner(O2OLearner):
     """One TD3 update: critics to the smoothed clipped double-Q target; every `policy_delay`-th
     update, the actor and then the Polyak-averaged targets."""
 
-    actor_metric_names: tuple[str, ...] = ("actor_loss",)
-    """Keys `actor_losses` returns; reported on every update, the last values in between."""
-
-    def build(self) -> None:
-        super().build()
-        self.last_actor_metrics: dict[str, torch.Tensor] = {
-            name: torch.zeros((), device=self._device) for name in self.actor_metric_names
-        }
-        """The latest delayed update's actor metrics, reported again on the updates between
-        (zero before the first one), so per-iteration averages stay finite and comparable."""
-
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         net = self.module[module_id]
         groups = [
@@ -71,8 +60,8 @@ class TD3Learner(O2OLearner):
         return (self.num_updates + 1) % self.hp.policy_delay == 0
 
     def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The actor's loss under "actor_loss", and its metrics (`actor_metric_names`): TD3's
-        deterministic policy gradient through the first critic. TD3+BC overrides this only."""
+        """The actor's loss under "actor_loss", and its metrics: TD3's deterministic policy
+        gradient through the first critic. TD3+BC overrides this only."""
         q_pi = self.net.critic(obs, self.net.actor(obs), detach_params=True)[0]
         return {"actor_loss": deterministic_policy_loss(q_pi)}
 
@@ -100,5 +89,7 @@ class TD3Learner(O2OLearner):
                 [*net.critic.parameters(), *net.actor.parameters()],
                 hp.tau,
             )
-            self.last_actor_metrics = {k: v.detach() for k, v in actor.items()}
-        return {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean(), **self.last_actor_metrics}
+        metrics = {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean()}
+        if delayed:  # reported on the policy updates only; `run_updates` averages over those
+            metrics.update({k: v.detach() for k, v in actor.items()})
+        return metrics
