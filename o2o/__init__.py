@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -19,3 +22,20 @@ def code_version() -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         pass
     return version
+
+
+@contextmanager
+def environment_variables(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` set in os.environ inside the block, the previous values restored after it: for
+    settings a library reads from the environment when it acts (MLflow's request limits, Tune's
+    output engine) rather than once at import."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

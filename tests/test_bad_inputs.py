@@ -2,7 +2,9 @@
 `o2o` must refuse the way a user meets them — exit status 2, one line `o2o: error: …` naming
 the problem and the key, file or value — before any resource is spent and with nothing
 half-written: no Tune directory, MLflow store, experiment or report, no Minari dataset made,
-replaced or deleted, no Parquet added to the cache for data that fails to read, no Ray.
+replaced or deleted, no Parquet added to the cache for data that is refused, no Ray. Faults
+met from outside — a cluster without the GPUs a spec asks for, a Ray that cannot start or is
+not there, an MLflow server that refuses connections — are refused the same way, in seconds.
 
 Everything is real: files written with pyarrow and h5py from the factory's hopper-random
 dataset, MuJoCo environments made by Gymnasium, sqlite MLflow stores.
@@ -10,7 +12,12 @@ dataset, MuJoCo environments made by Gymnasium, sqlite MLflow stores.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +29,17 @@ import minari
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from o2o.platform.cli import main
-from o2o.platform.data import CANONICAL_COLUMNS, Transitions, o2o_home, read_parquet, write_parquet
+from o2o.platform.data import (
+    CANONICAL_COLUMNS,
+    Transitions,
+    o2o_home,
+    read_parquet,
+    write_parquet,
+)
 from o2o.platform.factory import POLICY_DIR, rollout
 
 SPEC = {
@@ -47,6 +61,9 @@ D4RL_KEYS = {
 
 UNREACHABLE = "http://127.0.0.1:9"
 """An MLflow server that is not there (the discard port; nothing listens on it here)."""
+
+GPUS = torch.cuda.device_count()
+"""The GPUs of this machine, as Ray counts them; a trial asking for one more fits no node."""
 
 
 @dataclass
@@ -92,6 +109,12 @@ class Workspace:
                     file.create_dataset(key, data=arrays.get(key, getattr(self.data, column)))
         return str(self.root / name)
 
+    def loud_actions(self) -> np.ndarray:
+        """The actions with the first one's first dimension at 1.5, outside Hopper's [−1, 1]."""
+        actions = self.data.actions.copy()
+        actions[0, 0] = 1.5
+        return actions
+
     def nan(self, column: str, row: int, dim: int | None = None) -> np.ndarray:
         """`column` of the transitions with a NaN at `row` (and `dim` of a vector column)."""
         values = getattr(self.data, column).copy()
@@ -106,9 +129,6 @@ class Bad(NamedTuple):
     id: str
     argv: Callable[[Workspace], list[str]]
     message: str
-    cached: bool = False
-    """Refused against the environment after the data was read and converted: the cache may hold
-    its complete conversion (content-addressed, reused by the next run), never a partial one."""
 
 
 def _truncated_parquet(w: Workspace) -> str:
@@ -146,6 +166,22 @@ def _store_without(w: Workspace) -> list[str]:
     return ["report", "nosuch", "--storage", str(w.storage)]
 
 
+def _directory(w: Workspace, name: str) -> str:
+    (w.root / name).mkdir()
+    return str(w.root / name)
+
+
+def _one_episode(w: Workspace) -> str:
+    """300 transitions as one episode: one return, so no range to scale rewards by."""
+    return w.parquet("one_episode.parquet", rows=300, eps_id=np.zeros(len(w.data), np.int64))
+
+
+def _small_for_the_grid(w: Workspace) -> list[str]:
+    """300 transitions: enough for minibatches of 256, not for the grid's other point, 512."""
+    small = w.parquet("small.parquet", rows=300)
+    return w.sweep(datasets=f"[{small}]", env="Hopper-v5", grid="{train_batch_size_per_learner: [256, 512]}")
+
+
 def _no_env_sweep(w: Workspace) -> list[str]:
     """A Parquet file without a sidecar recording its env (other rewards: its own cache entry)."""
     return w.sweep_on(w.parquet("no_env.parquet", rewards=w.data.rewards + 1), env=None)
@@ -181,6 +217,8 @@ CATALOGUE = [
         "spec spec.yaml: invalid YAML: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
     Bad("spec-file-missing", lambda w: ["sweep", str(w.root / "nope.yaml")],
         "spec nope.yaml: file not found"),
+    Bad("spec-is-a-directory", lambda w: ["sweep", _directory(w, "specs")],
+        "spec specs: is a directory; give the path of a spec file (YAML)"),
     Bad("spec-datasets-string", lambda w: w.sweep(datasets="hopper-random"),
         "datasets: must be a list of dataset ids; write [hopper-random]"),
     Bad("spec-uri-storage-without-tracking", lambda w: w.sweep(storage="s3://bucket/runs"),
@@ -215,6 +253,8 @@ CATALOGUE = [
         "spec x: nothing to resume at {runs}/x"),
     Bad("spec-storage-is-a-file", _storage_file,
         "spec x: storage {runs} is a file; it must be a directory (or a URI)"),
+    Bad("spec-more-gpus-than-any-node", lambda w: w.sweep(resources=f"{{gpus_per_trial: {GPUS + 1}}}"),
+        f"spec x: resources.gpus_per_trial={GPUS + 1} cannot be met: "),
     # --- datasets -----------------------------------------------------------------------------------
     Bad("data-not-found", lambda w: w.sweep(datasets="[hopper-nonexistent]"),
         "dataset 'hopper-nonexistent': not found (looked for a local Minari dataset o2o/hopper/nonexistent-v0"),
@@ -236,10 +276,19 @@ CATALOGUE = [
         "short.hdf5: key 'actions' has 2999 rows; 'observations' has 3000"),
     Bad("data-unsupported-file-type", lambda w: w.sweep_on(_csv(w)),
         "dataset {root}/hopper.csv: unsupported file type '.csv'; expected a D4RL .hdf5/.h5 file or .parquet"),
-    Bad("data-actions-outside-bounds", lambda w: w.sweep_on(w.parquet("loud.parquet", actions=w.data.actions * 2)),
-        "loud.parquet: column 'actions' row 0 dimension 0 is", cached=True),
+    Bad("data-actions-outside-bounds", lambda w: w.sweep_on(w.parquet("loud.parquet", actions=w.loud_actions())),
+        "loud.parquet: column 'actions' row 0 dimension 0 is 1.5, outside the action space bounds [-1, 1]"),
     Bad("data-no-env-recorded", _no_env_sweep,
-        "no_env.parquet': no environment recorded in it; set `env:` in the spec", cached=True),
+        "no_env.parquet': no environment recorded in it; set `env:` in the spec"),
+    Bad("data-one-transition", lambda w: w.sweep_on(w.parquet("one.parquet", rows=1)),
+        "dataset {root}/one.parquet: 1 transition(s) cannot fill one minibatch (train_batch_size_per_learner=256)"),
+    Bad("data-smaller-than-a-grid-minibatch", _small_for_the_grid,
+        "small.parquet: 300 transition(s) cannot fill one minibatch (train_batch_size_per_learner=512)"),
+    Bad("data-returns-do-not-vary", lambda w: w.sweep_on(_one_episode(w)),
+        "one_episode.parquet: its episode returns do not vary (max − min = 0 over 1 episode(s)), and "
+        "reward_normalization: return_range divides rewards by that range"),
+    Bad("data-no-rewards-at-all", lambda w: w.sweep_on(w.parquet("no_reward.parquet", rewards=np.zeros_like(w.data.rewards))),
+        "no_reward.parquet: its episode returns do not vary (max − min = 0 over"),
     Bad("data-info-missing-path", lambda w: ["datasets", "info", str(w.root / "absent.parquet")],
         "dataset '{root}/absent.parquet': not found (no such file or directory, and not a Minari id or o2o dataset name)"),
     Bad("data-info-corrupt-parquet", lambda w: ["datasets", "info", _truncated_parquet(w)],
@@ -284,6 +333,8 @@ CATALOGUE = [
         "no MLflow store at {runs}/mlflow.db"),
     Bad("cli-report-spec-never-run", lambda w: ["report", w.spec()],
         "no MLflow store at {runs}/mlflow.db"),
+    Bad("cli-report-spec-is-a-directory", lambda w: ["report", _directory(w, "dir.yaml")],
+        "spec dir.yaml: is a directory; give the path of a spec file (YAML)"),
     Bad("cli-report-experiment-missing", _store_without,
         "MLflow experiment 'nosuch' not found at sqlite:///{runs}/mlflow.db"),
     Bad("cli-report-credentials", lambda w: ["report", "x", "--tracking-uri", "http://u:p@mlflow:5000"],
@@ -296,13 +347,6 @@ CATALOGUE = [
 @pytest.fixture(scope="module")
 def hopper_data(hopper_random) -> Transitions:
     return read_parquet(hopper_random.parquet_path)
-
-
-@pytest.fixture
-def fast_mlflow_failures(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unreachable MLflow server fails at once instead of after MLflow's minutes of retries."""
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int] | None]:
@@ -332,7 +376,6 @@ def _refuse(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err.strip()
 
 
-@pytest.mark.usefixtures("fast_mlflow_failures")
 @pytest.mark.parametrize("item", CATALOGUE, ids=[item.id for item in CATALOGUE])
 def test_bad_input_is_refused_with_one_line_and_nothing_written(
     item: Bad, hopper_data: Transitions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -353,12 +396,8 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     assert _tree(minari_root) == before[minari_root]
     assert _tree(POLICY_DIR) == before[POLICY_DIR]
     assert _ray_started() == ray_before
-    after = _tree(cache)
-    if item.cached:  # complete entries only: each new Parquet file with its sidecar, no temp file
-        new = {Path(name) for name in after.keys() - before[cache].keys()}
-        assert new == {Path(f"{n.stem}{suffix}") for n in new for suffix in (".parquet", ".json")}
-    else:
-        assert after == before[cache]
+    # Refused data never enters the cache, where a later run would find it.
+    assert _tree(cache) == before[cache]
 
 
 def test_overwrite_that_cannot_be_made_keeps_the_existing_dataset(
@@ -379,6 +418,139 @@ def test_overwrite_that_cannot_be_made_keeps_the_existing_dataset(
     assert "hopper: training did not reach expert level on this machine" in line
     assert _tree(tmp_path / "minari") == before
     assert minari.load_dataset("o2o/hopper/expert-v0").total_steps == 100
+
+
+def test_data_refused_for_its_env_is_checked_again_when_it_comes_from_the_cache(
+    hopper_data: Transitions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`o2o datasets info` caches a file it cannot check against an environment (a Parquet file
+    records none); a sweep that finds it in the cache still refuses its out-of-bounds actions."""
+    workspace = Workspace(tmp_path, hopper_data)
+    loud = workspace.parquet("loud.parquet", actions=workspace.loud_actions())
+    cache = o2o_home() / "cache"
+    before = _tree(cache)
+    assert main(["datasets", "info", loud]) == 0
+    converted = _tree(cache)
+    assert any(name.endswith(".parquet") for name in converted.keys() - before.keys()), "info converted it"
+    line = _refuse(workspace.sweep_on(loud), capsys)
+    assert _tree(cache) == converted
+    assert "loud.parquet: column 'actions' row 0 dimension 0 is 1.5, outside the action space bounds" in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_learner_refuses_a_dataset_whose_returns_do_not_vary(hopper_data: Transitions) -> None:
+    """The driver's check, repeated where the reward scale is taken: a learner built elsewhere
+    (a benchmark, a test) on one episode divides by no return range, instead of scaling every
+    reward by 1000 / 1e-6."""
+    import gymnasium as gym
+
+    from o2o.algorithms.iql import IQLConfig
+    from o2o.platform.data import DatasetError
+
+    one_episode = Transitions(
+        **{c: getattr(hopper_data, c)[:300] for c in CANONICAL_COLUMNS if c != "eps_id"},
+        eps_id=np.zeros(300, np.int64),
+    )
+    learner = IQLConfig().environment("Hopper-v5").o2o(dataset_id="one-episode").build_learner(env=gym.make("Hopper-v5"))
+    with pytest.raises(DatasetError, match=r"dataset one-episode: its episode returns do not vary \(max − min = 0 over 1"):
+        learner.build_replay(one_episode, 11, 3)
+    learner.build_replay(hopper_data, 11, 3)  # its episodes differ: the scale is 1000 / their range
+    returns = hopper_data.episode_returns()
+    assert learner.reward_scale == pytest.approx(1000.0 / (returns.max() - returns.min()))
+
+
+def _free_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["sweep", "report"])
+def test_tracking_server_that_refuses_connections_is_refused_within_seconds(
+    command: str, hopper_data: Transitions, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MLflow's own retry settings (about 4.5 minutes of retries for a refused connection),
+    the first contact with the server fails within seconds and names the URI."""
+    # Imported before the clock starts (over 10 s on a loaded machine): the bound is the refusal's.
+    import o2o.platform.report
+    import o2o.platform.sweep  # noqa: F401
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    uri = f"http://127.0.0.1:{_free_port()}"
+    workspace = Workspace(tmp_path, hopper_data)
+    argv = workspace.sweep("--tracking-uri", uri) if command == "sweep" else ["report", "x", "--tracking-uri", uri]
+    started = time.monotonic()
+    line = _refuse(argv, capsys)
+    elapsed = time.monotonic() - started
+    assert elapsed < 15, f"refused after {elapsed:.0f} s"
+    assert f"{uri} cannot be " in line and "Connection refused" in line, line
+    assert not workspace.storage.exists()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_trial_no_node_can_hold_is_refused_before_any_trial_exists(
+    hopper_data: Transitions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a running Ray, a trial asking for more GPUs than any node has would wait PENDING for
+    ever: refused before Tune makes the sweep's folder, so a rerun is refused the same way, not
+    as a sweep that already exists."""
+    import ray
+
+    gpus = max(node["Resources"].get("GPU", 0.0) for node in ray.nodes() if node["Alive"])
+    workspace = Workspace(tmp_path, hopper_data)
+    argv = workspace.sweep(resources=f"{{gpus_per_trial: {int(gpus) + 1}}}")
+    for _ in range(2):
+        line = _refuse(argv, capsys)
+        assert f"spec x: resources.gpus_per_trial={int(gpus) + 1} cannot be met: a trial needs 1 CPU and " in line
+        assert "no node of this Ray cluster has them" in line, line
+        assert not (workspace.storage / "x").exists()
+
+
+RAY_FAULTS = {
+    "more-gpus-than-this-machine": (
+        lambda ray_dir: {"RAY_TMPDIR": str(ray_dir)},
+        f"spec x: resources.gpus_per_trial={GPUS + 1} cannot be met: this machine has {GPUS} GPU(s)",
+    ),
+    "no-ray-at-the-address": (
+        lambda ray_dir: {"RAY_TMPDIR": str(ray_dir), "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"},
+        "o2o: error: RAY_ADDRESS=127.0.0.1:",
+    ),
+    "ray-cannot-start": (
+        lambda ray_dir: {"RAY_TMPDIR": str(ray_dir / "not-a-directory")},
+        "o2o: error: Ray could not start on this machine: [Errno 20] Not a directory",
+    ),
+}
+"""Faults of the Ray a sweep runs on, made for real in a fresh driver process (no Ray of this
+test session): the environment it runs under, given its own Ray directory, and what its one
+line says. The Ray directory (RAY_TMPDIR) is the driver's own, short enough for Ray's socket
+paths, so it never joins or starts a Ray in another's; a regular file in its place makes
+`ray.init` fail as it creates its session directory."""
+
+
+@pytest.mark.parametrize("fault", list(RAY_FAULTS))
+def test_ray_that_cannot_run_the_sweep_is_one_line(fault: str, hopper_data: Transitions, tmp_path: Path) -> None:
+    """A machine without the GPUs the spec asks for is refused before a local Ray starts; an
+    address where no Ray answers within seconds (`ray.init` would retry it for ever); a Ray
+    that fails to start, as one line saying what failed and what to try, not a traceback."""
+    environment, message = RAY_FAULTS[fault]
+    workspace = Workspace(tmp_path, hopper_data)
+    resources = {"resources": f"{{gpus_per_trial: {GPUS + 1}}}"} if fault == "more-gpus-than-this-machine" else {}
+    with tempfile.TemporaryDirectory(prefix="o2o-ray-", dir="/tmp") as ray_dir:
+        (Path(ray_dir) / "not-a-directory").write_text("")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | environment(Path(ray_dir))
+        done = subprocess.run(
+            [sys.executable, "-m", "o2o.platform.cli", *workspace.sweep(**resources)],
+            capture_output=True, text=True, env=env, timeout=240, check=False,
+        )
+        assert [p.name for p in Path(ray_dir).iterdir()] == ["not-a-directory"], "a Ray was started"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("o2o: error: ")]
+    assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    if fault == "no-ray-at-the-address":
+        assert "no Ray answers at" in errors[0] and "Connection refused" in errors[0], errors[0]
+    assert not (workspace.storage / "x").exists()
 
 
 ARGPARSE = [

@@ -1,12 +1,21 @@
 """The command line as a user runs it: datasets, a two-trial sweep recorded in a real sqlite
-MLflow store, its report, and a resume that finds nothing left to do. Bad input, refused with
+MLflow store, its report, a resume that finds nothing left to do, and resumes under a spec the
+sweep was not started with, refused with the cause; what a sweep prints while it runs, and a
+failed trial's error reaching the user. Bad input, refused with
 one line and exit status 2 before Ray is used, is catalogued in test_bad_inputs.py."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
+import gymnasium as gym
 import mlflow
 import pytest
 
@@ -74,13 +83,30 @@ def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path,
     assert main(["sweep", str(spec), "--resume"]) == 0
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
+    # A resume under a spec the sweep was not started with is refused before Ray or Tune see it,
+    # naming the cause: another algorithm (PEX's config fields include IQL's, so Tune would take
+    # its param space and fail inside), or a setting the restored sweep would silently ignore.
+    sweep_dir = tmp_path / "runs" / "tiny"
+    started = f"spec tiny: the sweep at {sweep_dir} was started with"
+    for old, new, cause in [
+        ("algorithm: iql", "algorithm: pex", "algorithm iql; this spec names pex"),
+        ("algorithm: iql", "algorithm: cql", "algorithm iql; this spec names cql"),
+        ("episodes: 1", "episodes: 3", "evaluation.episodes: 1; this spec has evaluation.episodes: 3"),
+        ("seeds: [0, 1]", "seeds: [0, 1, 2]", "seeds: [0, 1]; this spec has seeds: [0, 1, 2]"),
+    ]:
+        changed = write_spec(tmp_path, TINY.replace(old, new).format(storage=tmp_path / "runs"), name="changed.yaml")
+        capsys.readouterr()  # what the runs before wrote
+        assert main(["sweep", str(changed), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"o2o: error: {started} {cause}; resume it with the spec that started it") and err.count("\n") == 1, err
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
     # Resuming under a later release: config fields added since are cut from the param space Tune
     # resolves unstarted trials from; a field since removed is refused with its name.
     from o2o.platform.sweep import _resume_param_space, load, prepare_datasets, sweep_param_space
 
     loaded = load(spec)
     current = sweep_param_space(loaded, prepare_datasets(loaded))
-    sweep_dir = tmp_path / "runs" / "tiny"
     assert _resume_param_space(loaded, sweep_dir, {**current, "added_later": 1}).keys() == current.keys()
     current.pop("expectile")
     with pytest.raises(SpecError, match=r"no longer has \(expectile\)"):
@@ -94,3 +120,88 @@ def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path,
     assert main(["sweep", str(spec)]) == 2
     assert "already holds runs of a sweep named 'tiny'" in capsys.readouterr().err
     assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`o2o …` as a user runs it, in its own process that starts its own local Ray (in a temp
+    dir of its own, so it never joins another Ray of this machine), without a terminal."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray-cli-", dir="/tmp")  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = ray_tmp
+    try:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("o2o")), *args],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_sweep_prints_o2o_progress_not_rllib_config(hopper_random, tmp_path) -> None:
+    """What a user reads while a sweep runs: one line per trial event with its phase, updates,
+    env steps and score — not Tune's dump of each trial's RLlib config, its trial table or its
+    TensorBoard hint, which `-v 2` brings back."""
+    spec = write_spec(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [0]").format(storage=tmp_path / "runs"))
+    run = _run_cli(["sweep", str(spec)], tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    progress = [line for line in lines if "hopper-random seed 0" in line]
+    assert any(re.search(r"offline +updates +100 +env steps +0 +score +- +[\d,]+ updates/s$", line) for line in progress), run.stdout
+    assert any(re.search(r"offline → online +updates +200 +env steps +0 +score +-?\d+\.\d", line) for line in progress), run.stdout
+    assert any(re.search(r"finished +updates +300 +env steps +100 +score +-?\d+\.\d", line) for line in progress), run.stdout
+    everything = run.stdout + run.stderr
+    for tune_detail in ("tf_session_args", "model/conv", "TensorBoard", "Trial status"):
+        assert tune_detail not in everything
+    assert "1/1 trials finished" in run.stdout
+
+    verbose = _run_cli(["sweep", str(spec), "--storage", str(tmp_path / "runs-v2"), "-v", "2"], tmp_path)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "started with configuration" in verbose.stdout and "tf_session_args" in verbose.stdout
+    assert "Trial status" in verbose.stdout
+    assert re.search(r"hopper-random seed 0  offline → online", verbose.stdout)  # o2o's lines too
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_failed_trial_error_reaches_the_user(hopper_random, tmp_path, capsys) -> None:
+    """A trial that fails inside Ray is named with its error in the progress lines and the
+    summary, quiet output or not: here an environment registered in the driver only, so the
+    spec passes the driver's checks and the trial's own process cannot make it."""
+    gym.register("DriverOnlyHopper-v5", entry_point="gymnasium.envs.mujoco.hopper_v5:HopperEnv", max_episode_steps=1000)
+    try:
+        body = TINY.replace("seeds: [0, 1]", "seeds: [0]\n    env: DriverOnlyHopper-v5\n    failure: {{max_failures: 0}}")
+        spec = write_spec(tmp_path, body.format(storage=tmp_path / "runs"))
+        assert main(["sweep", str(spec)]) == 1
+    finally:
+        gym.registry.pop("DriverOnlyHopper-v5")
+    out = capsys.readouterr().out
+    error = "gymnasium.error.NameNotFound: Environment `DriverOnlyHopper` doesn't exist."
+    assert re.search(rf"hopper-random seed 0  FAILED: {re.escape(error)}  \(traceback: {re.escape(str(tmp_path))}/runs/tiny/.+/error.txt\)", out), out
+    assert f"FAILED: {error}" in out.split("trials finished")[1]  # the summary's line too
+
+
+def test_progress_line_keeps_the_last_score_and_names_the_hand_off(capsys) -> None:
+    """An iteration that did not evaluate still shows the trial's last score (results carry
+    `eval/normalized_score` only where they evaluated); the iteration that ends a phase is
+    shown as the hand-off, with the rate of what moved in it."""
+    from ray.tune.experiment import Trial
+
+    from o2o.platform.progress import ProgressPrinter
+
+    printer = ProgressPrinter(["dataset_id", "seed"], interval_s=0.0)
+    trial = Trial("IQLAlgorithm", config={"dataset_id": "hopper-medium", "seed": 3}, stub=True)
+
+    def result(phase: str, updates: float, env_steps: float, **metrics: float) -> dict:
+        counters = {"counters/updates": updates, "counters/env_steps": env_steps}
+        return {"o2o": {**counters, **metrics}, "o2o_tags": {"phase": phase}}
+
+    rates = {"perf/updates_per_s": 800.0, "perf/env_steps_per_s": 50.0}
+    for r in (
+        result("offline", 1000, 0, **rates),
+        result("online", 2000, 0, **rates, **{"eval/normalized_score": 31.25}),
+        result("online", 3000, 1000, **rates),
+    ):
+        printer.on_trial_result(0, [trial], trial, r)
+    lines = capsys.readouterr().out.splitlines()
+    assert re.search(r"hopper-medium seed 3  offline +updates +1,000 +env steps +0 +score +- +800 updates/s$", lines[0])
+    assert re.search(r"offline → online +updates +2,000 +env steps +0 +score +31\.2 +800 updates/s$", lines[1])
+    assert re.search(r"online +updates +3,000 +env steps +1,000 +score +31\.2 +50 env steps/s +50 updates/s$", lines[2])

@@ -24,10 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from o2o.platform.data import DatasetError
     from o2o.platform.factory import FactoryError
     from o2o.platform.spec import SpecError
+    from o2o.platform.sweep import ClusterError
 
     try:
         return args.func(args)
-    except (SpecError, DatasetError, FactoryError, FileNotFoundError) as exc:
+    except (SpecError, DatasetError, FactoryError, ClusterError, FileNotFoundError) as exc:
         print(f"o2o: error: {exc}", file=sys.stderr)
         return 2
 
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
     sweep.add_argument("--storage", default=None, help="Tune storage path, replacing the spec's `storage` (a cluster's shared volume)")
     sweep.add_argument("--tracking-uri", default=None, help="MLflow URI, replacing the spec's `tracking.uri` (e.g. the MLflow server)")
-    sweep.add_argument("-v", "--verbose", type=int, default=1)
+    _verbose_flag(sweep)
     sweep.set_defaults(func=_sweep)
 
     report = sub.add_parser("report", help="score table and learning curves of a sweep or experiment")
@@ -71,8 +72,17 @@ def _parser() -> argparse.ArgumentParser:
 
     quick = sub.add_parser("quickstart", help="make hopper-medium if missing, run IQL offline → online, report")
     quick.add_argument("--spec", default=str(QUICKSTART_SPEC))
+    _verbose_flag(quick)
     quick.set_defaults(func=_quickstart)
     return parser
+
+
+def _verbose_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "-v", "--verbose", type=int, choices=(0, 1, 2), default=1,
+        help="0: the summary at the end only; 1: a line per trial event — phase, updates, env steps, "
+        "score, rates (default); 2: also Tune's own output and the trials' log lines",
+    )
 
 
 @contextmanager
@@ -179,6 +189,7 @@ def _print_sweep(result) -> int:  # noqa: ANN001 - SweepResult
 
 def _report(args: argparse.Namespace) -> int:
     from o2o.platform.report import build_report, format_table
+    from o2o.platform.tracking import check_server
 
     if args.target.endswith((".yaml", ".yml")):
         from o2o.platform.sweep import load
@@ -196,6 +207,11 @@ def _report(args: argparse.Namespace) -> int:
             raise SpecError(f"--tracking-uri: {exc}") from None
         experiment, sweep = args.target, None
         out = Path(args.out or Path(args.storage or "runs") / args.target / "report")
+    try:
+        check_server(uri)  # a server that does not answer is refused in seconds, not minutes
+    except ValueError as exc:
+        print(f"o2o: error: MLflow at {uri} cannot be read: {exc}", file=sys.stderr)
+        return 2
     try:
         report = build_report(uri, experiment, out, sweep=sweep)
     except ValueError as exc:
@@ -216,7 +232,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     with _progress("making hopper-medium (first run only)") as update:
         make_dataset("hopper-medium", progress=update)
     name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = run_sweep(args.spec, name=name)
+    result = run_sweep(args.spec, name=name, verbose=args.verbose)
     code = _print_sweep(result)
     if code == 0:
         from o2o.platform.report import build_report, format_table

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from o2o.platform.actions import action_bounds
 
 CANONICAL_COLUMNS: tuple[str, ...] = ("obs", "actions", "rewards", "new_obs", "terminateds", "truncateds", "eps_id", "t")
 """RLlib's column names, in the order of the table (and of the content hash)."""
@@ -209,14 +211,15 @@ def read_minari(dataset_id: str) -> Transitions:
     return _minari_transitions(_load_minari(dataset_id, source), source)
 
 
-def _minari_transitions(dataset: Any, source: str) -> Transitions:
-    """The transitions of a loaded MinariDataset."""
+def _minari_transitions(dataset: Any, source: str, episodes: Iterable[Any] | None = None) -> Transitions:
+    """The transitions of a loaded MinariDataset, read from its file or, given `episodes`, from
+    those (the dataset's episodes in memory, e.g. Minari's EpisodeBuffers it was written from)."""
     for role, space in (("observation", dataset.observation_space), ("action", dataset.action_space)):
         if not isinstance(space, gymnasium.spaces.Box):
             raise _error(source, f"{role} space {space} is not a Box; o2o reads flat continuous spaces")
     columns: dict[str, list[np.ndarray]] = {name: [] for name in CANONICAL_COLUMNS}
     try:
-        for episode in dataset.iterate_episodes():
+        for episode in dataset.iterate_episodes() if episodes is None else episodes:
             steps = len(episode.rewards)
             observations = np.asarray(episode.observations, np.float32).reshape(steps + 1, -1)
             truncations = np.asarray(episode.truncations, bool).copy()
@@ -389,7 +392,8 @@ def validate(
     """Check a dataset against the environment it will train for; DatasetError on the first problem.
 
     Checks, in order: not empty, column shapes, obs/new_obs and action dims against the spaces,
-    no NaN/inf in float columns, actions within the action bounds (± ACTION_TOLERANCE).
+    no NaN/inf in float columns, finite action bounds (the replay holds actions mapped from them
+    into [−1, 1]), actions within them (± ACTION_TOLERANCE).
     """
     _check_content(data, source)
     obs_dim = int(np.prod(observation_space.shape))
@@ -400,8 +404,10 @@ def validate(
             raise _error(source, f"{name} has dimension {width}, the environment's observation space {observation_space.shape} has {obs_dim}")
     if data.act_dim != act_dim:
         raise _error(source, f"actions have dimension {data.act_dim}, the environment's action space {action_space.shape} has {act_dim}")
-    low = np.broadcast_to(np.asarray(action_space.low, np.float64).reshape(-1), (act_dim,))
-    high = np.broadcast_to(np.asarray(action_space.high, np.float64).reshape(-1), (act_dim,))
+    try:
+        low, high = (b.astype(np.float64) for b in action_bounds(action_space))
+    except ValueError as exc:
+        raise _error(source, str(exc)) from None
     outside = (data.actions < low - ACTION_TOLERANCE) | (data.actions > high + ACTION_TOLERANCE)
     if outside.any():
         row, dim = (int(i[0]) for i in np.nonzero(outside))
@@ -431,6 +437,46 @@ def _check_content(data: Transitions, source: str) -> None:
             row = int(np.flatnonzero(bad)[0])
             value = column[row] if column.ndim == 1 else column[row][~finite[row]][0]
             raise _error(source, f"column {name!r} has {'NaN' if np.isnan(value) else value} at row {row}")
+
+
+def check_minibatch(data: Transitions, source: str, batch_size: int) -> None:
+    """Refuse a dataset with fewer transitions than one minibatch of `batch_size`.
+
+    That is the smallest dataset a learner trains on: minibatches are drawn with replacement,
+    so from fewer rows every minibatch repeats transitions, and every update fits the same
+    handful of rows again — the dataset cannot fill a single minibatch.
+    """
+    if len(data) < batch_size:
+        raise _error(
+            source,
+            f"{len(data)} transition(s) cannot fill one minibatch (train_batch_size_per_learner="
+            f"{batch_size}): every minibatch would repeat the same rows; use at least {batch_size} "
+            "transitions, or a smaller train_batch_size_per_learner",
+        )
+
+
+MIN_RETURN_RANGE = 1e-6
+"""The smallest spread of episode returns, relative to the largest |return| (at least 1),
+that return-range reward scaling divides by; below it the spread is float round-off."""
+
+
+def return_range(data: Transitions, source: str) -> float:
+    """max − min of the dataset's episode returns, the divisor of `reward_normalization:
+    return_range` (rewards × 1000 / range, IQL's locomotion setting).
+
+    DatasetError where the returns do not vary (one episode, or all alike) beyond
+    MIN_RETURN_RANGE: the scale would divide by zero, or blow rewards up by 1000 / round-off.
+    """
+    returns = data.episode_returns()
+    spread = float(returns.max() - returns.min())
+    if spread <= MIN_RETURN_RANGE * max(1.0, float(np.abs(returns).max())):
+        raise _error(
+            source,
+            f"its episode returns do not vary (max − min = {spread:.3g} over {len(returns)} "
+            "episode(s)), and reward_normalization: return_range divides rewards by that range; "
+            "use a dataset whose episodes differ in return, or set reward_normalization: none",
+        )
+    return spread
 
 
 # --- normalized scores -------------------------------------------------------------------------
@@ -512,7 +558,11 @@ _MINARI_ID = re.compile(r"^[\w.-]+(/[\w.-]+)*-v\d+$")
 _ALIAS = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)+$")
 
 
-def resolve_dataset(source: str) -> ResolvedDataset:
+def resolve_dataset(
+    source: str,
+    check: Callable[[Transitions, str | None], None] | None = None,
+    episodes: Iterable[Any] | None = None,
+) -> ResolvedDataset:
     """Find a dataset, convert it once to the cache's canonical Parquet, and describe it.
 
     `source` is, in this order of lookup: `minari:<id>`; a local Minari id
@@ -522,18 +572,30 @@ def resolve_dataset(source: str) -> ResolvedDataset:
     anything is written. The cache (`o2o_home()/cache`) holds `<hash>.parquet` with a sidecar
     `<hash>.json`, and `index.json` maps each source's identity (path, and size/mtime of its
     files) to its hash, so an unchanged source is not read again.
+
+    `check(data, env_id)` is the caller's own refusal (a sweep's: against the environment it
+    trains for, which a Parquet or HDF5 file does not record): it runs before anything is
+    written, so data it refuses never enters the cache, and again on a cached conversion, which
+    is therefore never trusted without it.
+
+    `episodes`, for a Minari source only, are its episodes as the caller has just written them
+    (the dataset factory): converted from memory instead of read back from Minari's file, which
+    took as long as writing it.
     """
     kind, location = _locate(source)
     key, fingerprint = _identity(kind, location)
     cache = o2o_home() / "cache"
     entry = _read_index(cache).get(key)
     if entry is not None and entry.get("fingerprint") == fingerprint and _cached(cache, entry):
-        return _resolved(source, cache, entry)
+        resolved = _resolved(source, cache, entry)
+        if check is not None:
+            check(read_parquet(resolved.parquet_path), resolved.env_id)
+        return resolved
 
     env_id = None
     if kind == "minari":
         dataset = _load_minari(location, source)
-        data = _minari_transitions(dataset, source)
+        data = _minari_transitions(dataset, source, episodes)
         env_id = dataset.env_spec.id if dataset.env_spec is not None else None
         validate(data, dataset.observation_space, dataset.action_space, source)
     else:
@@ -542,6 +604,8 @@ def resolve_dataset(source: str) -> ResolvedDataset:
         _check_content(data, source)
         if kind == "parquet" and path.with_suffix(".json").is_file():
             env_id = _sidecar_env_id(path.with_suffix(".json"))
+    if check is not None:
+        check(data, env_id)
 
     digest = content_hash(data)
     parquet, sidecar = cache / f"{digest}.parquet", cache / f"{digest}.json"

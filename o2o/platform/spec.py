@@ -268,6 +268,10 @@ def load_spec(
         text = path.read_text()
     except FileNotFoundError:
         raise SpecError(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise SpecError(f"{where}: is a directory; give the path of a spec file (YAML)") from None
+    except (OSError, UnicodeDecodeError) as exc:  # no permission, a binary file
+        raise SpecError(f"{where}: cannot be read as text ({exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

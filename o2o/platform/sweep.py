@@ -9,7 +9,10 @@ the canonical Parquet cache; trials read that file through RLlib's offline reade
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,15 @@ import gymnasium as gym
 
 from o2o import code_version
 from o2o.algorithms import config_class, hyperparameters
-from o2o.platform.data import DatasetError, ResolvedDataset, read_parquet, resolve_dataset, validate
+from o2o.platform.data import (
+    DatasetError,
+    ResolvedDataset,
+    Transitions,
+    check_minibatch,
+    resolve_dataset,
+    return_range,
+    validate,
+)
 from o2o.platform.engine import O2OConfig
 from o2o.platform.spec import Spec, SpecError, load_spec
 
@@ -92,17 +103,53 @@ def _yaml_number_hint(value: object, default_type: type) -> str:
 
 
 def prepare_datasets(spec: Spec) -> dict[str, tuple[ResolvedDataset, str]]:
-    """Resolve and validate every dataset of the sweep; returns id → (dataset, env id)."""
+    """Resolve and validate every dataset of the sweep; returns id → (dataset, env id).
+
+    Each is checked against its environment and against the trials that train on it before it
+    is written to the cache (and again when it comes from there), so refused data never lands
+    in the cache for a later run to trust."""
     prepared = {}
     for name in spec.datasets:
-        resolved = resolve_dataset(name)
-        env_id = spec.env or resolved.env_id
-        if env_id is None:
-            raise DatasetError(f"dataset {name!r}: no environment recorded in it; set `env:` in the spec")
-        observation_space, action_space = _env_spaces(name, env_id)
-        validate(read_parquet(resolved.parquet_path), observation_space, action_space, name)
-        prepared[name] = (resolved, env_id)
+
+        def check(data: Transitions, recorded_env: str | None, name: str = name) -> None:
+            env_id = spec.env or recorded_env
+            if env_id is None:
+                raise DatasetError(f"dataset {name!r}: no environment recorded in it; set `env:` in the spec")
+            observation_space, action_space = _env_spaces(name, env_id)
+            validate(data, observation_space, action_space, name)
+            _check_trainable(spec, name, data)
+
+        resolved = resolve_dataset(name, check)
+        prepared[name] = (resolved, spec.env or resolved.env_id)
     return prepared
+
+
+def _check_trainable(spec: Spec, name: str, data: Transitions) -> None:
+    """Refuse dataset `name` if a trial that reads it could not train on it: fewer transitions
+    than the trial's largest minibatch (any phase's), or, under `reward_normalization:
+    return_range`, episode returns that do not vary."""
+    for trial in spec.trials():
+        if trial["dataset"] != name:
+            continue
+        config = base_config(spec).training(**_grid_point(trial))
+        if not _reads_dataset(spec, config):
+            continue
+        phases = [config] + [config.for_phase(p) for p in config.phase_overrides]
+        check_minibatch(data, name, max(c.train_batch_size_per_learner for c in phases))
+        if config.reward_normalization == "return_range":
+            return_range(data, name)
+
+
+def _grid_point(trial: dict[str, Any]) -> dict[str, Any]:
+    """A trial's grid values (its keys other than the dataset and the seed)."""
+    return {k: v for k, v in trial.items() if k not in ("dataset", "seed")}
+
+
+def _reads_dataset(spec: Spec, config: O2OConfig) -> bool:
+    """Whether a trial of `config` reads its dataset: it does when the offline phase runs or an
+    online minibatch may draw from it."""
+    rules = {config.sampling_rule, config.for_phase("online").sampling_rule}
+    return spec.budgets.offline_updates > 0 or bool(rules - {"online"})
 
 
 def _env_spaces(name: str, env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Box]:
@@ -160,10 +207,8 @@ def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], t
     config = base_config(spec)
     config.environment(env_id)
     config.debugging(seed=trial["seed"])
-    config.training(**{k: v for k, v in trial.items() if k not in ("dataset", "seed")})
-    # The dataset is read when the offline phase runs or an online minibatch may draw from it.
-    rules = {config.sampling_rule, config.for_phase("online").sampling_rule}
-    if spec.budgets.offline_updates > 0 or rules - {"online"}:
+    config.training(**_grid_point(trial))
+    if _reads_dataset(spec, config):
         config.offline_data(input_=[str(resolved.parquet_path)])
     config.o2o(dataset_id=resolved.dataset_id, dataset_hash=resolved.content_hash)
     return config
@@ -185,6 +230,179 @@ def concurrent_trials(spec: Spec, cluster_cpus: float) -> int:
         )
     cap = spec.resources.max_concurrent_trials
     return fit if cap is None else min(cap, fit)
+
+
+class ClusterError(RuntimeError):
+    """Ray could not be reached or started; the message is one line saying what to try."""
+
+
+RAY_PROBE_TIMEOUT_S = 5.0
+"""Seconds the Ray cluster at an address has to accept a connection before it is refused."""
+
+AUTOSCALER_WAIT_S = 900.0
+"""How long a sweep waits for an autoscaler to add a node that holds a trial (GPU nodes take
+minutes to provision) before it refuses, still before any trial exists."""
+
+LOCAL_RAY_SYSTEM_CONFIG = {"worker_niceness": 0}
+"""Ray settings of a local Ray the sweep starts (a cluster's are the cluster's). Trials run at
+the driver's priority: Ray starts its workers at niceness 15, so any process at niceness 0 that
+Linux schedules in the same group as the sweep (its terminal session, its container) takes
+nearly all the CPU a trial would get — measured with one busy loop beside an IQL trial on a
+loaded 2-core machine: 12 updates/s at 15, 38 at 0 (benchmarks/README.md)."""
+
+
+def _start_ray(spec: Spec, verbose: int) -> None:
+    """Connect to the Ray this process finds, or start a local one, as `ray.init` chooses:
+    RAY_ADDRESS, else the cluster of the last `ray start` on this machine, else a new local Ray.
+
+    The choice is made first, with the function `ray.init` makes it with (Ray's private
+    `canonicalize_bootstrap_address`), so that a trial this machine cannot hold is refused
+    before a local Ray starts, and an address where no Ray answers is refused in seconds, where
+    `ray.init` would retry it for ever. A failure inside `ray.init` (e.g. a raylet that times
+    out waiting for its agent on a loaded machine) becomes one line saying what to try.
+    """
+    import ray
+    from ray._private.services import canonicalize_bootstrap_address
+
+    given = os.environ.get("RAY_ADDRESS") or None
+    where = f"RAY_ADDRESS={given}" if given else "the Ray started by the last `ray start` on this machine"
+    try:
+        if given and given.startswith("ray://"):  # Ray Client: its server's host:port
+            address = given.removeprefix("ray://")
+        else:
+            address = canonicalize_bootstrap_address(given)
+    except (ValueError, ConnectionError) as exc:
+        raise ClusterError(f"{where}: {_first_line(exc)}") from None
+    if address is None:
+        _fit_trials_on_this_machine(spec)
+    else:
+        _probe_ray(address, where)
+    try:
+        local = {"_system_config": LOCAL_RAY_SYSTEM_CONFIG} if address is None else {}
+        ray.init(address=given, include_dashboard=False, log_to_driver=verbose > 1, **local)
+    except Exception as exc:  # noqa: BLE001 - whatever stopped Ray, the sweep cannot run
+        ray.shutdown()
+        if address is None:
+            raise ClusterError(
+                f"Ray could not start on this machine: {_first_line(exc)}; try again when the machine "
+                "is less loaded, or start Ray with `ray start --head` and set RAY_ADDRESS"
+            ) from None
+        raise ClusterError(f"{where}: Ray could not connect to {address}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _probe_ray(address: str, where: str) -> None:
+    """Refuse an address (host:port of a Ray head) where nothing accepts a connection."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise ClusterError(
+            f"{where}: no Ray answers at {address} ({problem}); start one with `ray start --head`, "
+            "or unset RAY_ADDRESS to run on a local Ray"
+        ) from None
+
+
+def _fit_trials_on_this_machine(spec: Spec) -> None:
+    """Before a local Ray starts on this machine, the whole cluster: refuse a trial it cannot
+    hold. Ray counts the GPUs CUDA shows this process (CUDA_VISIBLE_DEVICES applies), as
+    torch does, and at most the machine's CPUs."""
+    import torch
+
+    concurrent_trials(spec, float(os.cpu_count() or 1))
+    gpus = torch.cuda.device_count()
+    if spec.resources.gpus_per_trial > gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        shown = "" if visible is None else f" with CUDA_VISIBLE_DEVICES={visible!r}"
+        raise SpecError(
+            f"spec {spec.name}: resources.gpus_per_trial={spec.resources.gpus_per_trial:g} cannot be met: "
+            f"this machine has {gpus} GPU(s){shown}, and with no RAY_ADDRESS the sweep runs on a local "
+            "Ray here; use gpus_per_trial: 0, or set RAY_ADDRESS to a Ray cluster with GPU nodes"
+        )
+
+
+def _fit_trials_on_cluster(spec: Spec) -> None:
+    """Refuse, before any trial exists, a trial that no node of the connected cluster can hold:
+    Tune would keep it PENDING for ever, with its folder blocking a rerun.
+
+    A trial runs its learner in its own process (`base_config`: num_learners=0), so it is one
+    resource bundle of `cpus_per_trial` CPUs and `gpus_per_trial` GPUs, placed on one node. On a
+    cluster whose autoscaler reports its node groups (Ray's autoscaler v2, e.g. KubeRay's), a
+    group that holds the bundle is asked for and waited on, up to AUTOSCALER_WAIT_S; Ray 2.60
+    says nothing about any other autoscaler, and the refusal says so.
+    """
+    import ray
+
+    need = {"CPU": spec.resources.cpus_per_trial, "GPU": spec.resources.gpus_per_trial}
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if _holds(nodes, need):
+        return
+    groups = _autoscaler_node_groups()
+    if groups and _holds(groups, need):
+        _wait_for_node(spec, need)
+        return
+    largest = {k: max((n.get(k, 0.0) for n in nodes), default=0.0) for k in need}
+    fields = {"CPU": "cpus_per_trial", "GPU": "gpus_per_trial"}
+    short = [k for k in need if need[k] > largest[k]] or list(need)  # or only the two together
+    grows = (
+        "its autoscaler's node groups hold none either"
+        if groups
+        else "Ray does not say whether an autoscaler could add one, so scale the cluster up first"
+    )
+    raise SpecError(
+        f"spec {spec.name}: {' and '.join(f'resources.{fields[k]}={need[k]:g}' for k in short)} cannot be met: "
+        f"a trial needs {need['CPU']:g} CPU and {need['GPU']:g} GPU on one node, and no node of this Ray "
+        f"cluster has them (at most {largest['CPU']:g} CPU and {largest['GPU']:g} GPU per node); {grows}, "
+        "or lower the request"
+    )
+
+
+def _holds(nodes: list[dict[str, float]], need: dict[str, float]) -> bool:
+    """Whether one of `nodes` (resource name → amount) has every amount of `need`."""
+    return any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes)
+
+
+def _autoscaler_node_groups() -> list[dict[str, float]]:
+    """The resources of each node type an autoscaler may add (autoscaler v2 reports them to the
+    GCS, as Ray Train reads them); empty where none is reported."""
+    from ray._private.state import state
+
+    config = state.get_cluster_config()
+    if config is None:
+        return []
+    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+
+
+def _wait_for_node(spec: Spec, need: dict[str, float]) -> None:
+    """Ask the autoscaler for a node that holds `need` and wait for it to join, at most
+    AUTOSCALER_WAIT_S; then refuse, before any trial exists."""
+    import ray
+    from ray.autoscaler.sdk import request_resources
+
+    print(
+        f"o2o: no node holds a trial ({need['CPU']:g} CPU, {need['GPU']:g} GPU) yet; waiting up to "
+        f"{AUTOSCALER_WAIT_S / 60:g} min for the autoscaler to add one",
+        file=sys.stderr,
+    )
+    request_resources(bundles=[need])
+    deadline = time.monotonic() + AUTOSCALER_WAIT_S
+    try:
+        while not _holds([n["Resources"] for n in ray.nodes() if n["Alive"]], need):
+            if time.monotonic() > deadline:
+                raise SpecError(
+                    f"spec {spec.name}: the autoscaler added no node with {need['CPU']:g} CPU and "
+                    f"{need['GPU']:g} GPU within {AUTOSCALER_WAIT_S / 60:g} min; scale the cluster up, then rerun"
+                )
+            time.sleep(10)
+    finally:
+        request_resources(bundles=[])
 
 
 def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -> dict[str, Any]:
@@ -231,6 +449,7 @@ def run_sweep(
     import ray
     from ray import tune
 
+    from o2o.platform.progress import TUNE_DETAIL_VERBOSITY, ProgressPrinter, error_line, tune_output
     from o2o.platform.tracking import MLflowTracker
 
     spec = load(spec_path, storage=storage, tracking_uri=tracking_uri)
@@ -249,14 +468,17 @@ def run_sweep(
             f"spec {spec.name}: a sweep already exists at {experiment_dir}; "
             "resume it with --resume, or change `name` or `storage`"
         )
+    _check_tracking_server(spec)
     if not resume:
         _refuse_earlier_runs(spec)
     param_space = sweep_param_space(spec, prepared)
     if resume:
+        _refuse_changed_sweep(spec, experiment_dir)
         param_space = _resume_param_space(spec, experiment_dir, param_space)
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=verbose > 1)
+        _start_ray(spec, verbose)
+    _fit_trials_on_cluster(spec)
     max_concurrent = concurrent_trials(spec, ray.cluster_resources().get("CPU", 0.0))
     trainable = config_class(spec.algorithm)().algo_class
     param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid]
@@ -267,17 +489,19 @@ def run_sweep(
         param_keys=param_keys,
         tags={**run_tags(spec), "o2o.algorithm": spec.algorithm},
     )
+    # -v 0: the summary at the end only; 1: o2o's progress lines; 2: Tune's own output as well.
+    printer = [ProgressPrinter(["dataset_id", "seed", *spec.grid])] if verbose >= 1 else []
     run_config = tune.RunConfig(
         name=spec.name,
         storage_path=str(storage),
-        callbacks=[tracker],
+        callbacks=[tracker, *printer],
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=spec.checkpoint.frequency,
             checkpoint_at_end=True,
             num_to_keep=spec.checkpoint.keep,
         ),
         failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-        verbose=verbose,
+        verbose=verbose if verbose >= TUNE_DETAIL_VERBOSITY else 0,
     )
     if resume:
         # The trials keep the configs they were started with; the param space fills the
@@ -290,7 +514,10 @@ def run_sweep(
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=run_config,
         )
-    grid = tuner.fit()
+        if experiment_dir.is_dir():  # a local storage (Tune has just made the directory)
+            (experiment_dir / SETTINGS_FILE).write_text(json.dumps(_settings(spec), indent=2))
+    with tune_output(verbose):
+        grid = tuner.fit()
     runs = _runs_by_trial(spec)
     summary = []
     for result in grid:
@@ -301,12 +528,68 @@ def run_sweep(
                 "trial_id": metrics.get("trial_id"),
                 "dataset": config.get("dataset_id"),
                 "seed": config.get("seed"),
-                "error": None if result.error is None else str(result.error).splitlines()[0],
+                "error": None if result.error is None else error_line(str(result.error)),
                 "final_score": (metrics.get("o2o") or {}).get("eval/normalized_score"),
                 "run_id": runs.get(metrics.get("trial_id")),
             }
         )
     return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)
+
+
+SETTINGS_FILE = "o2o_settings.json"
+"""In a sweep's Tune directory: the settings it was started with, which a resume must repeat."""
+
+
+def _settings(spec: Spec) -> dict[str, Any]:
+    """What a sweep keeps for its whole life, as dotted key → value: the spec but its `name`
+    and `storage` (which find the sweep), with the tracking URI resolved (Tune restores the
+    MLflow tracker the sweep started with) and the seeds as a list. Trials started before a
+    resume keep their configs, and Tune restores its own settings (concurrency, checkpoints,
+    failures) from the sweep's state, so a resume under other values would not apply them."""
+    values = spec.model_dump(mode="json", exclude={"name", "storage"})
+    values["seeds"] = spec.seed_list
+    values["tracking"]["uri"] = spec.tracking_uri()
+    return _dotted(values)
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _refuse_changed_sweep(spec: Spec, experiment_dir: Path) -> None:
+    """Refuse to resume a sweep under a spec it was not started with, naming what differs.
+
+    The algorithm comes from Tune's own state (the trainable it recorded, present in every
+    sweep); the other settings from SETTINGS_FILE, which sweeps started before it existed lack.
+    """
+    import pickle
+
+    algorithms = {config_class(name)().algo_class.__name__: name for name in hyperparameters()}
+    # The sweep's own state in its own storage, which Tune unpickles on restore as well.
+    with (experiment_dir / "tuner.pkl").open("rb") as f:
+        trainable = pickle.load(f).get("__trainable_name")
+    started = algorithms.get(trainable, trainable)
+    where = f"spec {spec.name}: the sweep at {experiment_dir} was started with"
+    fix = "resume it with the spec that started it, or start a new sweep under another `name`"
+    if trainable is not None and started != spec.algorithm:
+        raise SpecError(f"{where} algorithm {started}; this spec names {spec.algorithm}; {fix}")
+    record = experiment_dir / SETTINGS_FILE
+    if not record.is_file():
+        return
+    before, now = json.loads(record.read_text()), _settings(spec)
+    for key in dict.fromkeys([*now, *before]):
+        if key not in before or key not in now or before[key] != now[key]:
+            raise SpecError(f"{where} {key}: {_shown(before, key)}; this spec has {key}: {_shown(now, key)}; {fix}")
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return json.dumps(values[key]) if key in values else "(not set)"
 
 
 def _resume_param_space(spec: Spec, experiment_dir: Path, param_space: dict[str, Any]) -> dict[str, Any]:
@@ -353,11 +636,23 @@ def _keep_paths(space: dict[str, Any], paths: set[str], prefix: str = "") -> dic
     return kept
 
 
+def _check_tracking_server(spec: Spec) -> None:
+    """The sweep's first contact with its MLflow server, new or resumed: one that does not
+    answer is refused within seconds, before Ray starts, instead of after MLflow's minutes of
+    retries."""
+    from o2o.platform.tracking import check_server
+
+    uri = spec.tracking_uri()
+    try:
+        check_server(uri)
+    except ValueError as exc:
+        raise SpecError(f"spec {spec.name}: tracking.uri {uri} cannot be used: {exc}") from None
+
+
 def _refuse_earlier_runs(spec: Spec) -> None:
     """A new sweep must not share its name with runs already in its MLflow experiment (a sweep
     whose Tune directory was deleted): reports select runs by sweep name and would mix them.
-    This is also the sweep's first contact with MLflow, so a tracking URI it cannot use is
-    refused here, before Ray starts."""
+    A tracking URI it cannot use is refused here, before Ray starts."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

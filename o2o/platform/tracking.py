@@ -23,17 +23,43 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+
+from o2o import environment_variables
 
 SECRET_NAME = re.compile(r"token|secret|password|credential", re.IGNORECASE)
 """Param and tag names that are never logged, whatever their value."""
 
 TAG_SWEEP = "o2o.sweep"
 TAG_TRIAL_ID = "o2o.trial_id"
+
+FIRST_CONTACT_TIMEOUT_S = 10
+"""Seconds a tracking server has to answer o2o's first request before its URI is refused."""
+
+
+def check_server(uri: str) -> None:
+    """Refuse, within seconds, an HTTP(S) tracking URI whose server does not answer: ValueError
+    with MLflow's reason on one line.
+
+    MLflow retries a failed request 7 times with exponential backoff, about 4.5 minutes of
+    silence for a connection that is refused; this first request goes once, with a
+    FIRST_CONTACT_TIMEOUT_S timeout. The requests after it keep MLflow's retries, which ride
+    out a server restart during a sweep. Other schemes (sqlite, file) are left to MLflow.
+    """
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    limits = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(FIRST_CONTACT_TIMEOUT_S)}
+    with environment_variables(limits):
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except MlflowException as exc:
+            raise ValueError(" ".join(str(exc).split())) from None
 
 
 @dataclass
