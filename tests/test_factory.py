@@ -4,14 +4,16 @@ canonical Parquet, deterministic from its seed; levels that need policies say ho
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
 import warnings
 
+import gymnasium as gym
 import minari
 import numpy as np
 import pytest
 
-from o2o.platform.data import read_parquet
-from o2o.platform.factory import FactoryError, make_dataset, rollout, split_name
+from o2o.platform.data import read_parquet, resolve_dataset
+from o2o.platform.factory import TASKS, FactoryError, _Locomotion, make_dataset, rollout, split_name
 
 
 def test_made_dataset_is_minari_with_reference_scores(hopper_random) -> None:
@@ -46,6 +48,48 @@ def test_same_seed_same_data_other_seed_other_data() -> None:
     assert sum(len(e["rewards"]) for e in a) == 500
     np.testing.assert_array_equal(np.concatenate([e["actions"] for e in a]), np.concatenate([e["actions"] for e in b]))
     assert not np.array_equal(np.concatenate([e["actions"] for e in a]), np.concatenate([e["actions"] for e in c]))
+
+
+def test_same_seed_same_dataset_whatever_the_number_of_worker_processes(tmp_path, monkeypatch) -> None:
+    """The rollout's layout (groups of envs with their own seeds and shares of the steps) fixes
+    the data: a make in one process and a make by two worker processes, each in its own home,
+    give the same content, so a dataset does not depend on the cores of the machine making it.
+    The made dataset is converted from memory; read back from Minari it has the same hash."""
+    hashes = []
+    for workers in (1, 2):
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / f"minari-{workers}"))
+        monkeypatch.setenv("O2O_HOME", str(tmp_path / f"o2o-{workers}"))
+        seen: list[int] = []
+        made = make_dataset("hopper-medium", size=3000, seed=5, workers=workers, progress=lambda done, total, seen=seen: seen.append(done))
+        assert made.num_transitions == 3000 and seen[-1] == 3000  # progress reaches the total
+        hashes.append(made.content_hash)
+    assert hashes[0] == hashes[1]
+    shutil.rmtree(tmp_path / "o2o-2" / "cache")
+    assert resolve_dataset("hopper-medium").content_hash == hashes[0]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_lean_step_is_gymnasiums_step_bit_for_bit(task: str) -> None:
+    """The factory's vectorized step (`_Locomotion`) gives Gymnasium's observations, rewards and
+    terminations exactly, through terminations, time limits and resets."""
+    env_id, n = TASKS[task], 2
+    reference = [gym.make(env_id) for _ in range(n)]
+    lean = _Locomotion([gym.make(env_id).unwrapped for _ in range(n)])
+    for i in range(n):
+        np.testing.assert_array_equal(lean.reset(i, seed=i), reference[i].reset(seed=i)[0])
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(1100):  # past HalfCheetah's 1000-step time limit
+        actions = rng.uniform(-1, 1, (n, lean.act_dim)).astype(np.float32)
+        obs, rewards, terminated = lean.step(actions, n)
+        for i, env in enumerate(reference):
+            expected_obs, expected_reward, expected_terminated, truncated, _ = env.step(actions[i])
+            np.testing.assert_array_equal(obs[i], expected_obs)
+            assert rewards[i] == expected_reward and terminated[i] == expected_terminated
+            if expected_terminated or truncated:
+                ends += 1
+                np.testing.assert_array_equal(lean.reset(i), env.reset()[0])
+    assert ends >= n
 
 
 def test_level_without_policies_says_how_to_train_them(tmp_path) -> None:
