@@ -1,5 +1,6 @@
 """PEX's policy composition on hand-computed cases (softmax(10·Q) selection probabilities, the
-ε-greedy evaluation choice), what the online start does to the policy set (the trained actor
+ε-greedy evaluation choice), that online the new policy's AWR imitates the candidate the critics
+prefer (`offline_policy_share`), what the online start does to the policy set (the trained actor
 frozen as the offline policy, a fresh new actor, fresh Adam state), that the frozen policy gets
 no gradient online, what its module gives EnvRunners, and its defaults. No Ray session needed."""
 
@@ -18,6 +19,7 @@ from o2o.algorithms.pex import PEXConfig
 from o2o.algorithms.pex.learner import PEXLearner
 from o2o.algorithms.pex.module import PEXModule, epsilon_greedy, selection_probabilities
 from o2o.platform.engine import Phase
+from o2o.platform.networks import QEnsemble
 from o2o.platform.replay import Sampling
 
 from helpers import learner_on_random_transitions, random_transitions
@@ -163,8 +165,36 @@ def test_frozen_policy_gets_no_gradient_and_the_new_one_learns_online() -> None:
     for key, value in state(net.offline_actor).items():
         assert torch.equal(value, frozen[key]), f"the frozen policy stays as it was ({key})"
     assert any(not torch.equal(v, fresh[k]) for k, v in state(net.actor).items()), "π_new learns"
-    assert 0.0 <= metrics["offline_policy_share"] <= 1.0
+    assert "offline_policy_share" in metrics, "online, π_new imitates the composed policy"
     assert learner.hp.awr_actions == "composite" and learner.hp.actor_lr_schedule == "constant"
+
+
+def linear_critic_(critic: QEnsemble, obs_dim: int, slope: float) -> None:
+    """Make every member of a real QEnsemble compute Q(s, a) = slope·Σ_j a_j: one ReLU unit per
+    layer carries Σa + 10 (positive for actions in [−1, 1]); the output removes the offset."""
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.zero_()
+        first, *rest = critic.linears
+        first.weight[:, obs_dim:, 0] = 1.0
+        first.bias[:, :, 0] = 10.0
+        for linear in rest:
+            linear.weight[:, 0, 0] = 1.0
+        critic.out.weight[:, 0, 0] = slope
+        critic.out.bias.fill_(-10.0 * slope)
+
+
+@pytest.mark.parametrize(("slope", "share"), [(1.0, 1.0), (-1.0, 0.0)], ids=["offline-higher", "new-higher"])
+def test_offline_policy_share_follows_the_critics(slope: float, share: float) -> None:
+    learner = pex_learner()
+    net = learner.net
+    learner.on_phase_start(Phase("online", 100, "env_steps"))
+    constant_actor_(net.offline_actor, 0.5, 0.0)  # π_offline proposes (0.5, 0.5, 0.5): Σa = 1.5
+    constant_actor_(net.actor, -0.5, -5.0)  # π_new samples ≈ (−0.5, −0.5, −0.5): Σa ≈ −1.5
+    linear_critic_(net.critic, net.observation_space.shape[0], slope)
+    # Q(offline) − Q(new) ≈ 3·slope; at α = 10, P(offline) = 1/(1 + e^{−30·slope}): 1 − 1e−13 or 1e−13.
+    metrics = learner.run_updates(4, Sampling("offline"))
+    assert metrics["offline_policy_share"] == pytest.approx(share, abs=1e-6)
 
 
 def test_defaults_follow_the_authors_code() -> None:

@@ -1,5 +1,6 @@
 """SPOT's equations on hand-computed cases (the VAE's KL and reconstruction terms, the −ELBO and
-importance-weighted density estimates, λ's cooling schedule, the actor loss), what its phases do
+importance-weighted density estimates, λ's cooling schedule, the actor loss), that the density
+term adds λ times its own gradient to the actor's in a real update, what its phases do
 to the learner (the VAE trains alone first and is frozen after; the online start resets the
 actor's and critics' Adam state), what its module gives EnvRunners, and — on real Ray — the
 three phases in order with a checkpoint that resumes the λ schedule, and no evaluation of the
@@ -145,10 +146,49 @@ def test_vae_trains_alone_first_and_is_frozen_after() -> None:
 
     vae = params(net.vae)
     learner.on_phase_start(Phase("offline", 4, "updates"))
-    metrics = learner.run_updates(4, Sampling("offline"))
-    assert metrics["neg_log_behavior"] > 0 and metrics["support_weight"] > 0, "the density term is in the actor loss"
+    learner.run_updates(4, Sampling("offline"))
     assert moved(actor, net.actor) and moved(critic, net.critic)
     assert not moved(vae, net.vae), "the actor's density term must not train the VAE"
+
+
+def decoder_ignores_latents_(vae: torch.nn.Module, obs_dim: int) -> None:
+    """Zero the decoder's weights on z: D(s, z) = D(s), so the −ELBO density estimate draws no
+    noise and two evaluations of it agree exactly (its gradient in a still flows through the
+    reconstruction term and the encoder's KL)."""
+    with torch.no_grad():
+        vae.decoder[0].weight[:, obs_dim:] = 0.0
+
+
+def test_the_density_term_adds_lambda_times_its_gradient_to_the_actors() -> None:
+    weight = 0.5
+    # No actor dropout, so π(s) is the same in every forward; one policy update per update.
+    learners = [
+        spot_learner(support_weight=w, actor_dropout=0.0, policy_delay=1, vae_hidden_sizes=[64, 64])
+        for w in (weight, 0.0)
+    ]
+    learners[1].net.load_state_dict(learners[0].net.state_dict())
+    obs_dim = learners[0].net.observation_space.shape[0]
+    for learner in learners:
+        decoder_ignores_latents_(learner.net.vae, obs_dim)
+        learner.on_phase_start(Phase("offline", 1, "updates"))
+    batch = learners[0].replay.sample(32, Sampling("offline"))
+    beta = SPOTConfig().vae_beta
+
+    # ∇_θ E_s[−log π̂_β(π_θ(s)|s)], the β-weighted −ELBO at the actor's actions, computed apart
+    net, obs = learners[0].net, batch["obs"]
+    decoded, _, mean, std = net.vae(obs, net.actor(obs))
+    density = negative_elbo(reconstruction_error(decoded, net.actor(obs)), gaussian_kl(mean, std), beta).mean()
+    expected = torch.autograd.grad(density, list(net.actor.parameters()))
+    assert max(g.abs().max().item() for g in expected) > 1e-3, "the density term has a gradient to add"
+
+    grads = []
+    for learner in learners:
+        learner.update_step(batch)
+        grads.append([p.grad.clone() for p in learner.net.actor.parameters()])
+    # the Q term's gradient is the same in both (same networks, batch and 1/mean|Q|), so the
+    # difference is the density term's: λ·∇E[−log π̂_β], toward actions the behaviour model finds likelier
+    for with_term, without, density_grad in zip(*grads, expected):
+        torch.testing.assert_close(with_term - without, weight * density_grad, rtol=1e-4, atol=1e-7)
 
 
 def test_online_start_resets_actor_and_critic_adam_state_only_and_cools_lambda() -> None:

@@ -1,19 +1,18 @@
 """TD3's and TD3+BC's losses on hand-computed cases, the clip of the target smoothing noise,
-the delay rhythm, and what the TD3 module gives EnvRunners. No Ray session needed."""
+the delayed actor and target updates of the real learner, and what the TD3 module gives
+EnvRunners. No Ray session needed."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
+from torch import nn
 
 from o2o.algorithms.td3.config import TD3Config
 from o2o.algorithms.td3.learner import (
-    TD3Learner,
     clipped_double_q_target,
     critic_loss,
     deterministic_policy_loss,
@@ -21,7 +20,11 @@ from o2o.algorithms.td3.learner import (
 from o2o.algorithms.td3.module import TD3Module
 from o2o.algorithms.td3bc.config import TD3BCConfig
 from o2o.algorithms.td3bc.learner import behavior_cloning_loss, q_normalizer, td3_bc_actor_loss
+from o2o.platform.engine import Phase
 from o2o.platform.networks import DeterministicActor
+from o2o.platform.replay import Sampling
+
+from helpers import learner_on_random_transitions
 
 
 def test_clipped_double_q_target_bootstraps_only_from_non_terminal_states() -> None:
@@ -85,13 +88,39 @@ def test_target_smoothing_noise_is_clipped() -> None:
     assert (noisy.abs() == clip).float().mean() > 0.9, "with σ ≫ c almost every draw hits the clip"
 
 
-def test_actor_and_targets_move_on_every_policy_delay_th_update() -> None:
-    due = [
-        TD3Learner.actor_update_due(SimpleNamespace(num_updates=n, hp=SimpleNamespace(policy_delay=2)))
-        for n in range(6)
-    ]
-    # num_updates counts updates already made: the 2nd, 4th and 6th updates are delayed ones.
-    assert due == [False, True, False, True, False, True]
+def params(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def moved(before: list[torch.Tensor], module: nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
+def test_actor_and_targets_move_only_on_every_policy_delay_th_update() -> None:
+    learner = learner_on_random_transitions(TD3Config().training(policy_delay=2))
+    net, tau = learner.net, learner.config.tau
+    targets = [*net.critic_target.parameters(), *net.actor_target.parameters()]
+    with torch.no_grad():
+        for p in targets:
+            p.zero_()  # far from the networks, so a Polyak step τ·(θ − θ') is large enough to measure
+    learner.on_phase_start(Phase("offline", 3, "updates"))
+    for update in range(1, 7):
+        if update == 4:
+            learner.on_phase_start(Phase("online", 100, "env_steps"))  # the rhythm runs on across phases
+        actor, critic, before = params(net.actor), params(net.critic), [p.detach().clone() for p in targets]
+        learner.run_updates(1, Sampling("offline"))
+        critic_moved, actor_moved = moved(critic, net.critic), moved(actor, net.actor)
+        targets_moved = any(not torch.equal(a, b) for a, b in zip(before, targets))
+        assert critic_moved, f"update {update}: the critics learn on every update"
+        if update % 2:
+            assert not actor_moved, f"update {update}: the actor waits for the delayed update"
+            assert not targets_moved, f"update {update}: the targets wait too"
+        else:
+            assert actor_moved and targets_moved, f"update {update} is a policy update"
+            # θ' ← θ' + τ(θ − θ'), toward the networks as this update's step left them
+            sources = [*net.critic.parameters(), *net.actor.parameters()]
+            for old, new, source in zip(before, targets, sources):
+                torch.testing.assert_close(new - old, tau * (source.detach() - old), rtol=1e-3, atol=1e-7)
 
 
 def test_envrunner_module_holds_only_the_actor_and_explores_with_gaussian_noise() -> None:
