@@ -10,11 +10,18 @@ the update is organised, not what it computes. Networks 256×2 (ReLU), batch 256
 
 `PLAIN_LOOPS` maps an o2o algorithm name to its plain agent; `PlainOnline` runs an agent on
 Hopper-v5 at one update per environment step.
+
+`LeanIQL` is the other extreme: IQL's update written as lean as we know how (one packed replay
+tensor, raw parameter tensors, the twin critics as one batched matmul per layer, one loss, one
+backward, one fused Adam), and the reference for IQL's row: what is left between o2o's learner
+and it is o2o's own overhead, not a way of organising the update. Its update is o2o's bit for
+bit (`iql_profile.py` checks it before it measures).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Mapping
 
@@ -113,10 +120,10 @@ class Agent:
 
 
 class PlainIQL(Agent):
-    """Twin Q, V, Gaussian actor; three optimizers, three backward passes; the actor's learning
-    rate on CORL's per-update cosine schedule offline (constant online, as o2o's IQL)."""
+    """CORL-style IQL: twin Q, V, Gaussian actor; three optimizers, three backward passes; the
+    actor's learning rate constant (o2o's IQL default, the authors' fine-tuning runs)."""
 
-    def __init__(self, cosine_steps: int | None = 10**6, expectile: float = 0.7, temperature: float = 3.0) -> None:
+    def __init__(self, expectile: float = 0.7, temperature: float = 3.0) -> None:
         self.expectile, self.temperature = expectile, temperature
         self.q1, self.q2, self.v = mlp(OBS + ACT, 1), mlp(OBS + ACT, 1), mlp(OBS, 1)
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
@@ -124,8 +131,6 @@ class PlainIQL(Agent):
         self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=LR)
         self.v_opt = torch.optim.Adam(self.v.parameters(), lr=LR)
         self.a_opt = torch.optim.Adam(self.actor.parameters(), lr=LR)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
-        self.a_sched = None if cosine_steps is None else cosine(self.a_opt, cosine_steps)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor.sample(obs)
@@ -157,8 +162,6 @@ class PlainIQL(Agent):
         self.a_opt.zero_grad()
         a_loss.backward()
         self.a_opt.step()
-        if self.a_sched is not None:
-            self.a_sched.step()
 
     def update(self, b: Batch) -> None:
         q_t, v = self.value_step(b)
@@ -172,7 +175,7 @@ class PlainPEX(PlainIQL):
     targets pick between their actions by softmax(10·min Q) (the authors' `select_action`)."""
 
     def __init__(self) -> None:
-        super().__init__(cosine_steps=None)
+        super().__init__()
         # The policy set's expansion (o2o's `expand_policy`): the actor so far stands in for the
         # trained offline policy and is frozen; a fresh actor and its Adam take its place.
         self.offline_actor = copy.deepcopy(self.actor).requires_grad_(False)
@@ -410,7 +413,7 @@ PLAIN_LOOPS: dict[str, Callable[[bool], Agent]] = {
     "awac": lambda online: PlainAWAC(),
     "calql": lambda online: PlainCQL(calibrate=not online),  # o2o's Cal-QL calibrates offline only
     "cql": lambda online: PlainCQL(),
-    "iql": lambda online: PlainIQL(cosine_steps=None if online else 10**6),
+    "iql": lambda online: PlainIQL(),
     "pex": lambda online: PlainPEX() if online else PlainIQL(),  # PEX's offline phase is IQL
     "sac": lambda online: PlainSAC(),
     "spot": lambda online: PlainSPOT(),
@@ -476,3 +479,104 @@ class PlainOnline:
         self.obs = self.env.reset()[0] if term or trunc else new_obs
         if self.replay.n >= BATCH:
             self.agent.update(self.replay.sample())
+
+
+# --- the lean reference ---------------------------------------------------------------------------
+
+
+def uniform_parameter(*shape: int, fan_in: int) -> torch.Tensor:
+    """A leaf tensor drawn as `nn.Linear` draws its weights and biases: U(±1/√fan_in)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return torch.empty(*shape).uniform_(-bound, bound).requires_grad_()
+
+
+def mlp_parameters(i: int, o: int, members: tuple[int, ...] = ()) -> list[torch.Tensor]:
+    """Weights (in, out) and biases of a 256×2 MLP, each with leading `members` dimensions
+    (one member per critic of a batched ensemble)."""
+    dims = [i, HIDDEN, HIDDEN, o]
+    bias_rows = (1,) if members else ()
+    return [
+        t
+        for a, b in itertools.pairwise(dims)
+        for t in (uniform_parameter(*members, a, b, fan_in=a), uniform_parameter(*members, *bias_rows, b, fan_in=a))
+    ]
+
+
+class LeanIQL:
+    """IQL's offline update written as lean as we know how: the reference for IQL's row.
+
+    It computes what o2o's `IQLLearner.update_step` computes — a minibatch of `BATCH` rows drawn
+    uniformly by index; without gradients min of the target twin critics at (s, a) and V(s');
+    with gradients V(s), both critics at (s, a) and the actor's log-likelihood of a; the
+    expectile, TD and AWR losses; one Adam step; Polyak targets — and nothing else (no metrics).
+    What makes it lean:
+
+    - the replay is one packed (N, 27) tensor, rows `obs | actions | reward | new_obs | done`;
+      a minibatch is one `randint` and one `index_select`, its columns are views (and the
+      critics' input (s, a) is the view of the first 14 columns: no concatenation);
+    - networks are raw parameter tensors applied with `addmm` / `baddbmm` (no module calls);
+      the twin critics are one batched matmul per layer;
+    - ReLU in place (valid: the backward of `addmm` and `baddbmm` does not read their output);
+    - one summed loss and one backward (the three losses touch disjoint parameters through
+      detached targets), one Adam over every parameter with CPU's fused kernel (`fused=True`:
+      one kernel per step instead of a dozen ops per tensor), the target update one
+      `_foreach_lerp_`.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, np.ndarray],
+        expectile: float = 0.7,
+        temperature: float = 3.0,
+        max_weight: float = 100.0,
+        seed: int = 0,
+    ) -> None:
+        self.expectile, self.temperature, self.max_weight = expectile, temperature, max_weight
+        n = len(data["rewards"])
+        columns = ("obs", "actions", "rewards", "new_obs", "terminateds")
+        self.table = torch.from_numpy(np.concatenate([np.asarray(data[k], np.float32).reshape(n, -1) for k in columns], 1))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.critic = mlp_parameters(OBS + ACT, 1, members=(2,))
+        self.critic_target = [p.detach().clone() for p in self.critic]
+        self.critic_values = [p.detach() for p in self.critic]  # views: they follow Adam's in-place steps
+        self.value = mlp_parameters(OBS, 1)
+        self.actor = mlp_parameters(OBS, ACT)
+        self.log_std = torch.zeros(ACT, requires_grad=True)
+        self.optimizer = torch.optim.Adam([*self.critic, *self.value, *self.actor, self.log_std], lr=LR, fused=True)
+
+    @staticmethod
+    def twin_q(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """(B, obs + act) → (2, B): both critics, one batched matmul per layer."""
+        w1, b1, w2, b2, w3, b3 = params
+        h = torch.baddbmm(b1, x.expand(2, -1, -1), w1).relu_()
+        h = torch.baddbmm(b2, h, w2).relu_()
+        return torch.baddbmm(b3, h, w3).squeeze(-1)
+
+    @staticmethod
+    def mlp(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        w1, b1, w2, b2, w3, b3 = params
+        h = torch.addmm(b1, x, w1).relu_()
+        h = torch.addmm(b2, h, w2).relu_()
+        return torch.addmm(b3, h, w3)
+
+    def update(self) -> None:
+        """One gradient update on a fresh minibatch."""
+        rows = self.table.index_select(0, torch.randint(0, len(self.table), (BATCH,), generator=self.generator))
+        obs, actions, obs_actions = rows[:, :OBS], rows[:, OBS : OBS + ACT], rows[:, : OBS + ACT]
+        rewards, new_obs, done = rows[:, OBS + ACT], rows[:, OBS + ACT + 1 : -1], rows[:, -1]
+        with torch.no_grad():
+            q_target = self.twin_q(self.critic_target, obs_actions).min(0).values
+            td_target = rewards + GAMMA * (1.0 - done) * self.mlp(self.value, new_obs).squeeze(-1)
+        v = self.mlp(self.value, obs).squeeze(-1)
+        u = q_target - v
+        value_loss = (torch.where(u > 0, self.expectile, 1.0 - self.expectile) * u.square()).mean()
+        critic_loss = (self.twin_q(self.critic, obs_actions) - td_target).square().mean(-1).sum()
+        mean = torch.tanh(self.mlp(self.actor, obs))
+        log_std = self.log_std.clamp(-5.0, 2.0)
+        log_prob = (-0.5 * ((actions - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        weight = torch.exp(self.temperature * (q_target - v.detach())).clamp(max=self.max_weight)
+        actor_loss = -(weight * log_prob).mean()
+        self.optimizer.zero_grad()
+        (value_loss + critic_loss + actor_loss).backward()
+        self.optimizer.step()
+        torch._foreach_lerp_(self.critic_target, self.critic_values, TAU)

@@ -3,8 +3,9 @@
 For every registered algorithm (`o2o.algorithms.REGISTRY`), three measurements:
 
 - offline: gradient updates per second of o2o's learner (`run_updates` on its learner-resident
-  replay) and of the algorithm's plain loop (`plain_loops.PLAIN_LOOPS`), both on 100k synthetic
-  Hopper-sized transitions;
+  replay), of the algorithm's CORL-style plain loop (`plain_loops.PLAIN_LOOPS`) and, where there
+  is one, of its lean loop (`LEAN_LOOPS`: IQL's reference), all on 100k synthetic Hopper-sized
+  transitions;
 - online: environment steps per second on Hopper-v5 at one update per step, o2o's engine path
   (`Algorithm.train()`: EnvRunner collection, replay append, update, weight sync every step)
   against the plain loop acting with the same actor and doing the same update;
@@ -15,16 +16,25 @@ Protocol (benchmarks/README.md): one process, one torch thread, the same network
 also for AWAC and CQL, whose defaults are 3×256), batch 256, Hopper-v5 dimensions; each side
 warmed up, then timed over the same number of updates (or env steps), alternating sides for
 `--rounds` rounds; the median is reported. An algorithm without a plain loop is measured on
-o2o's side only, so a newly registered one shows up in the table at once.
+o2o's side only, so a newly registered one shows up in the table at once. Every rate is also
+taken per CPU-second of this process (`time.process_time`), which a loaded machine disturbs
+far less than the wall clock; the table shows the wall clock's unless `--clock cpu`.
+
+`--trial SPEC` measures a real `o2o sweep` trial instead (`trial.py`): its logged
+`perf/updates_per_s` and `perf/env_steps_per_s` beside the lean loop, o2o's learner and the
+plain online loop measured in this process right before and right after it, and the CPU time
+of each of the sweep's processes.
 
     python benchmarks/throughput.py                                  # every algorithm, all three
     python benchmarks/throughput.py --algorithms iql td3bc --only offline --json out.json
+    python benchmarks/throughput.py --trial tune_specs/quickstart.yaml
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,7 +47,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from plain_loops import ACT, BATCH, GAMMA, OBS, PLAIN_LOOPS, PlainOnline, Replay
+from plain_loops import ACT, BATCH, GAMMA, OBS, PLAIN_LOOPS, LeanIQL, PlainOnline, Replay
 
 HERE = Path(__file__).resolve().parent
 EPISODE = 1000
@@ -48,7 +58,11 @@ ONLINE_SETTINGS: dict[str, dict[str, Any]] = {
     "spot": {"vae_pretrain_updates": 0},
 }
 """Per-algorithm settings the online benchmark needs, each with its reason."""
+LEAN_LOOPS: dict[str, Callable[[dict[str, np.ndarray]], LeanIQL]] = {"iql": LeanIQL}
+"""o2o algorithm name → its lean loop, built on a dataset (it owns its packed replay)."""
 Results = dict[str, Any]
+Rates = tuple[float, float]
+"""(per wall-clock second, per CPU-second of this process)."""
 
 
 def synthetic(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -132,22 +146,41 @@ def o2o_online_algo(name: str, steps: int) -> Any:
 # --- measurements --------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[int], object], n: int) -> float:
-    """Rate of `fn(n)`, n units of work, in units per second."""
-    start = time.perf_counter()
+def timed(fn: Callable[[int], object], n: int) -> Rates:
+    """Rate of `fn(n)`, n units of work, in units per wall-clock second and per CPU-second of
+    this process."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn(n)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
 
 
-def summary(rates: dict[str, list[float]]) -> Results:
-    """Median rate per side over the rounds, the o2o / plain ratio where both ran, the rounds."""
-    median = {k: statistics.median(v) for k, v in rates.items()}
-    ratio = median["o2o"] / median["plain"] if "plain" in median else None
-    return {"median": median, "ratio": ratio, "rounds": rates}
+def summary(rates: dict[str, list[Rates]]) -> Results:
+    """Per clock ("wall", "cpu"): the median rate of each side over the rounds and the o2o /
+    plain and o2o / lean ratios where those ran; and the rounds."""
+    out: Results = {"rounds": rates}
+    for clock, i in (("wall", 0), ("cpu", 1)):
+        median = {k: statistics.median(r[i] for r in v) for k, v in rates.items()}
+        ratios = {f"ratio_{k}": median["o2o"] / median[k] if k in median else None for k in ("plain", "lean")}
+        out[clock] = {"median": median, **ratios}
+    return out
 
 
 def bench_offline(name: str, data: dict[str, np.ndarray], updates: int, rounds: int) -> Results:
-    """Offline updates/s of o2o's learner and of the plain loop, alternating, after 50 each."""
+    """Offline updates/s of o2o's learner and of the plain and lean loops, alternating, after 50
+    updates each."""
+    sides = offline_sides(name, data)
+    for f in sides.values():
+        f(50)
+    rates: dict[str, list[Rates]] = {k: [] for k in sides}
+    for _ in range(rounds):
+        for k, f in sides.items():
+            rates[k].append(timed(f, updates))
+    return summary(rates)
+
+
+def offline_sides(name: str, data: dict[str, np.ndarray]) -> dict[str, Callable[[int], object]]:
+    """`side(n)` runs n offline updates: o2o's learner, the plain loop and the lean loop of
+    `name` (those it has), each on `data`."""
     from o2o.platform.replay import Sampling
 
     learner = o2o_learner(name, data)
@@ -156,14 +189,12 @@ def bench_offline(name: str, data: dict[str, np.ndarray], updates: int, rounds: 
         torch.manual_seed(0)
         agent = PLAIN_LOOPS[name](False)
         replay = Replay(len(data["rewards"]), agent.needs_returns_to_go).load(data)
-        sides = {"plain": lambda n: [agent.update(replay.sample()) for _ in range(n)], **sides}
-    for f in sides.values():
-        f(50)
-    rates: dict[str, list[float]] = {k: [] for k in sides}
-    for _ in range(rounds):
-        for k, f in sides.items():
-            rates[k].append(timed(f, updates))
-    return summary(rates)
+        sides["plain"] = lambda n: [agent.update(replay.sample()) for _ in range(n)]
+    if name in LEAN_LOOPS:
+        torch.manual_seed(0)
+        lean = LEAN_LOOPS[name](data)
+        sides["lean"] = lambda n: [lean.update() for _ in range(n)]
+    return sides
 
 
 def bench_online(name: str, steps: int, rounds: int) -> Results:
@@ -175,19 +206,17 @@ def bench_online(name: str, steps: int, rounds: int) -> Results:
         algo.train()
     whole_call: list[float] = []
 
-    def o2o_iteration() -> float:
-        start = time.perf_counter()
+    def o2o_iteration() -> Rates:
+        start, cpu = time.perf_counter(), time.process_time()
         rate = algo.train()["o2o"]["perf/env_steps_per_s"]
         whole_call.append(steps / (time.perf_counter() - start))
-        return rate
+        return rate, steps / (time.process_time() - cpu)
 
-    sides: dict[str, Callable[[], float]] = {"o2o": o2o_iteration}
+    sides: dict[str, Callable[[], Rates]] = {"o2o": o2o_iteration}
     if name in PLAIN_LOOPS:
-        plain = PlainOnline(PLAIN_LOOPS[name](True))
-        for _ in range(BATCH + 50):
-            plain.step()
+        plain = plain_online(name)
         sides = {"plain": lambda: timed(lambda n: [plain.step() for _ in range(n)], steps), **sides}
-    rates: dict[str, list[float]] = {k: [] for k in sides}
+    rates: dict[str, list[Rates]] = {k: [] for k in sides}
     try:
         for _ in range(rounds):
             for k, f in sides.items():
@@ -195,8 +224,44 @@ def bench_online(name: str, steps: int, rounds: int) -> Results:
     finally:
         algo.stop()
     # RLlib's per-`train()` bookkeeping lies outside `perf/env_steps_per_s`; with a sweep's
-    # 5000-step iterations it is spread over 25× more steps than here.
+    # 5000-step iterations it is spread over 25× more steps than here. The o2o side's CPU rate
+    # is the whole call's (RLlib's bookkeeping included).
     return {**summary(rates), "o2o_whole_train_call_median": statistics.median(whole_call)}
+
+
+def plain_online(name: str) -> PlainOnline:
+    """The plain loop of `name` on Hopper-v5 at UTD 1, warmed up past its first update."""
+    plain = PlainOnline(PLAIN_LOOPS[name](True))
+    for _ in range(BATCH + 50):
+        plain.step()
+    return plain
+
+
+def bench_trial(spec: str, updates: int, steps: int, extra_env: dict[str, str], burners: int) -> Results:
+    """A real sweep of `spec` (its first trial's rates, each process's CPU; `trial.run_trial`)
+    between two measurements in this process of IQL's lean loop, o2o's IQL learner (offline
+    updates/s) and the CORL-style online IQL loop (env steps/s); `burners` busy processes compete
+    with all of it."""
+    from trial import run_trial, start_burners, stop_burners
+
+    sides = {f"offline {k}": f for k, f in offline_sides("iql", synthetic(100_000)).items() if k != "plain"}
+    plain = plain_online("iql")
+    sides["online plain"] = lambda n: [plain.step() for _ in range(n)]
+    units = {k: steps if k.startswith("online") else updates for k in sides}
+    for f in sides.values():
+        f(20)
+
+    def window() -> dict[str, Rates]:
+        return {k: timed(f, units[k]) for k, f in sides.items()}
+
+    running = start_burners(burners)
+    try:
+        before = window()
+        trial = run_trial(spec, extra_env)
+        after = window()
+    finally:
+        stop_burners(running)
+    return {"before": before, "after": after, "trial": trial, "burners": burners, "loadavg_after": os.getloadavg()}
 
 
 def rss_mb(field: str) -> float:
@@ -267,28 +332,81 @@ def peak_memory_trial(parquet: str) -> Results:
 # --- report --------------------------------------------------------------------------------------
 
 
-def table(results: Results) -> str:
-    """One Markdown row per algorithm: updates/s and env steps/s of each side with their ratio,
-    peak RSS of each side on 1M transitions; "—" where a side or a measurement did not run."""
+def table(results: Results, clock: str = "wall") -> str:
+    """One Markdown row per algorithm: updates/s and env steps/s of each side (per `clock`
+    second) with o2o's ratio to it, peak RSS of each side on 1M transitions; "—" where a side
+    or a measurement did not run."""
 
-    def rate(section: str, name: str) -> list[str]:
+    def rate(section: str, name: str, others: tuple[str, ...]) -> list[str]:
         r = results.get(section, {}).get(name)
         if r is None:
-            return ["—"] * 3
-        o2o, plain = r["median"]["o2o"], r["median"].get("plain")
-        ratio = r["ratio"]
-        return [f"{o2o:.0f}", "—" if plain is None else f"{plain:.0f}", "—" if ratio is None else f"{ratio:.2f}×"]
+            return ["—"] * (1 + 2 * len(others))
+        median = r[clock]["median"]
+        cells = [f"{median['o2o']:.0f}"]
+        for k in others:
+            ratio = r[clock][f"ratio_{k}"]
+            cells += ["—" if ratio is None else f"{median[k]:.0f}", "—" if ratio is None else f"{ratio:.2f}×"]
+        return cells
 
     def rss(name: str) -> list[str]:
         m = results.get("memory_1m", {}).get(name, {})
         return [f"{m[s]['rss_peak_mb']:.0f}" if s in m else "—" for s in ("o2o", "plain")]
 
     lines = [
-        "| algorithm | updates/s o2o | plain | ratio | env steps/s o2o | plain | ratio | peak RSS MB o2o | plain |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| algorithm | updates/s o2o | CORL-style | ratio | lean | ratio | env steps/s o2o | CORL-style | ratio | peak RSS MB o2o | CORL-style |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in results["algorithms"]:
-        lines.append("| " + " | ".join([name, *rate("offline", name), *rate("online", name), *rss(name)]) + " |")
+        cells = [name, *rate("offline", name, ("plain", "lean")), *rate("online", name, ("plain",)), *rss(name)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def trial_report(results: Results) -> str:
+    """The trial's logged rates beside the loops measured before and after it, the time its
+    iterations spent outside their loops, and the CPU of each of its processes."""
+    from trial import cost_table
+
+    trial = results["trial"]
+    phases = trial["phases"]
+
+    def logged(phase: str) -> str:
+        rates = [i["rate"] for i in phases[phase]["iterations"]]
+        if not rates:
+            return "—"
+        per_cpu = phases[phase]["per_actor_cpu_s"]
+        cpu = "" if per_cpu is None else f"; per actor CPU-s {per_cpu:.0f}"
+        return f"{statistics.median(rates):.1f} ({min(rates):.1f}–{max(rates):.1f}, {len(rates)} it.{cpu})"
+
+    def loop(side: str) -> str:
+        b, a = results["before"][side], results["after"][side]
+        return f"{b[0]:.1f} / {a[0]:.1f} (per CPU-s {b[1]:.0f} / {a[1]:.0f})"
+
+    lines = [
+        (
+            f"sweep {trial['spec']}: {trial['wall_s']:.0f} s, up to {trial['processes_max']} processes; "
+            f"{results['burners']} busy-loop processes beside; load average before {results['loadavg_before'][0]:.1f}, "
+            f"after {results['loadavg_after'][0]:.1f}; sweep environment {results['trial_env'] or 'as is'}"
+        ),
+        "",
+        "| measured | updates/s | env steps/s |",
+        "|---|---:|---:|",
+        f"| trial's `perf/…` (median, range, iterations) | {logged('offline')} | {logged('online')} |",
+        f"| lean IQL loop, before / after | {loop('offline lean')} | — |",
+        f"| o2o's IQL learner, before / after | {loop('offline o2o')} | — |",
+        f"| CORL-style online IQL loop, before / after | — | {loop('online plain')} |",
+        "",
+    ]
+    for phase in ("offline", "online"):
+        for evaluated in (False, True):
+            outside = [i["outside_s"] for i in phases[phase]["iterations"] if i["evaluated"] == evaluated]
+            if outside:
+                what = "with an evaluation" if evaluated else "without"
+                lines.append(
+                    f"{phase} iterations {what}: {statistics.median(outside):.2f} s outside the loop (median of {len(outside)})"
+                )
+    lines += ["", cost_table(trial["cost"], trial["processes"], trial["niceness"])]
+    lines.append(f"\nthe sampler itself: {trial['sampler_cpu_s']:.1f} CPU s")
     return "\n".join(lines)
 
 
@@ -305,8 +423,26 @@ def main() -> None:
         default=None,
         help="also measure a whole IQL trial's peak memory on this canonical Parquet (e.g. hopper-medium's, 1M rows)",
     )
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="the rates the table shows")
+    parser.add_argument(
+        "--trial",
+        default=None,
+        metavar="SPEC",
+        help="instead: a real `o2o sweep SPEC` (its datasets made first) between IQL loops measured in this process",
+    )
+    parser.add_argument(
+        "--trial-env", nargs="+", default=[], metavar="KEY=VALUE", help="environment of the --trial sweep (e.g. RAY_… settings)"
+    )
+    parser.add_argument(
+        "--trial-load", type=int, default=0, metavar="N", help="N busy-loop processes compete with the --trial measurement"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.trial is not None:
+        main_trial(args, parser)
+        return
+    if args.trial_env or args.trial_load:
+        parser.error("--trial-env and --trial-load apply to a --trial sweep only")
     names = registered(args.algorithms)
     results: Results = {"algorithms": names, "torch_threads": torch.get_num_threads()}
     if args.only in (None, "offline"):
@@ -323,9 +459,31 @@ def main() -> None:
         if args.trial_parquet:
             results["memory_trial"] = peak_memory_trial(args.trial_parquet)
     results["peak_rss_mb_driver"] = rss_mb("VmHWM")
-    print(table(results))
+    print(table(results, args.clock))
     if "memory_trial" in results:
         print(f"\nwhole IQL trial on {args.trial_parquet}: peak RSS {results['memory_trial']['rss_peak_mb']:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def main_trial(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """`--trial SPEC`: refuse the options it ignores, run `bench_trial`, print `trial_report`."""
+    ignored = [f"--{k.replace('_', '-')}" for k in ("algorithms", "only", "trial_parquet") if getattr(args, k) is not None]
+    ignored += [f"--{k}" for k in ("rounds", "clock") if getattr(args, k) != parser.get_default(k)]
+    if ignored:
+        parser.error(f"--trial measures IQL once, on both clocks; {', '.join(ignored)} cannot take effect with it")
+    if not Path(args.trial).is_file():
+        parser.error(f"--trial {args.trial}: no such spec file")
+    if os.environ.get("RAY_ADDRESS"):
+        parser.error("--trial measures the processes of a local Ray the sweep starts; unset RAY_ADDRESS")
+    env = dict(item.split("=", 1) for item in args.trial_env if "=" in item)
+    if len(env) != len(args.trial_env):
+        parser.error(f"--trial-env takes KEY=VALUE items, got {args.trial_env}")
+    if args.trial_load < 0:
+        parser.error(f"--trial-load must be >= 0, got {args.trial_load}")
+    results = {"loadavg_before": os.getloadavg(), "trial_env": env}
+    results.update(bench_trial(args.trial, args.updates, args.steps, env, args.trial_load))
+    print(trial_report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
