@@ -335,6 +335,8 @@ CATALOGUE = [
         "no MLflow store at {runs}/mlflow.db"),
     Bad("cli-report-spec-is-a-directory", lambda w: ["report", _directory(w, "dir.yaml")],
         "spec dir.yaml: is a directory; give the path of a spec file (YAML)"),
+    Bad("cli-report-directory", lambda w: ["report", _directory(w, "specs"), *_store_without(w)[2:]],
+        "MLflow experiment '{root}/specs' not found at sqlite:///{runs}/mlflow.db; {root}/specs is a directory: give a spec file (YAML) or an experiment name"),
     Bad("cli-report-experiment-missing", _store_without,
         "MLflow experiment 'nosuch' not found at sqlite:///{runs}/mlflow.db"),
     Bad("cli-report-credentials", lambda w: ["report", "x", "--tracking-uri", "http://u:p@mlflow:5000"],

@@ -215,7 +215,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         report = build_report(uri, experiment, out, sweep=sweep)
     except ValueError as exc:
-        print(f"o2o: error: {exc}", file=sys.stderr)
+        # A directory given for a spec reads as an experiment name; say what it is.
+        hint = f"; {args.target} is a directory: give a spec file (YAML) or an experiment name" if sweep is None and Path(args.target).is_dir() else ""
+        print(f"o2o: error: {exc}{hint}", file=sys.stderr)
         return 2
     print(format_table(report))
     print(f"\ntable: {report.table_path}")
