@@ -24,8 +24,9 @@ EnvRunners' forwards standardize what the environment returns), rewards rescaled
 (`o2o.platform.actions`). Without a dataset the first two are the identity.
 
 A learner call runs K updates (`updates_per_iteration` offline, `utd_ratio` × new steps
-online, the fraction carried to the next step), each sampling a minibatch by index under the phase's sampling rule (or the rule the
-learner's `update_sampling` hook picks for that update), and reduces its metrics once per call.
+online, the fraction carried to the next step), each sampling a minibatch by index under the
+phase's sampling rule (or the rule the learner's `update_sampling` hook picks for that update),
+and reduces its metrics once per call.
 This bypasses RLlib's per-batch offline pipeline and per-minibatch
 `Learner.update` bookkeeping, which DESIGN.md measured at 0.1× and 0.9× of a plain loop.
 
