@@ -41,6 +41,19 @@ def test_made_dataset_records_the_code_that_made_it_and_warns_of_nothing(tmp_pat
     assert "o2o dataset factory" in metadata["author"]
 
 
+def test_a_size_in_the_name_makes_its_own_dataset(tmp_path, monkeypatch) -> None:
+    """'hopper-random-200' is a dataset of its own beside 'hopper-random' (another Minari id,
+    another cache entry), resolvable by its name; asked again, it is the one already made."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setenv("O2O_HOME", str(tmp_path / "o2o"))
+    full = make_dataset("hopper-random", size=300, seed=0)
+    sized = make_dataset("hopper-random-200", seed=0)
+    assert sorted(minari.list_local_datasets()) == ["o2o/hopper/random-200-v0", "o2o/hopper/random-v0"]
+    assert (full.num_transitions, sized.num_transitions) == (300, 200)
+    assert resolve_dataset("hopper-random-200").content_hash == sized.content_hash != full.content_hash
+    assert make_dataset("hopper-random-200").content_hash == sized.content_hash
+
+
 def test_same_seed_same_data_other_seed_other_data() -> None:
     a = rollout("Hopper-v5", None, 500, seed=3, num_envs=2)
     b = rollout("Hopper-v5", None, 500, seed=3, num_envs=2)
@@ -98,6 +111,13 @@ def test_level_without_policies_says_how_to_train_them(tmp_path) -> None:
 
 
 def test_names_are_checked() -> None:
-    assert split_name("walker2d-medium-replay") == ("walker2d", "medium-replay")
+    assert split_name("walker2d-medium-replay") == ("walker2d", "medium-replay", None)
+    assert split_name("hopper-medium-200k") == ("hopper", "medium", 200_000)
+    assert split_name("walker2d-medium-replay-50000") == ("walker2d", "medium-replay", 50_000)
+    assert split_name("halfcheetah-expert-1m") == ("halfcheetah", "expert", 1_000_000)
+    with pytest.raises(FactoryError, match="unknown level 'medium-0k'"):
+        split_name("hopper-medium-0k")
+    with pytest.raises(FactoryError, match="its name says 200000 transitions, --size says 100"):
+        make_dataset("hopper-medium-200k", size=100)
     with pytest.raises(FactoryError, match="unknown task 'pong'"):
         split_name("pong-medium")

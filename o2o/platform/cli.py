@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
 
     datasets = sub.add_parser("datasets", help="make, list and inspect datasets").add_subparsers(required=True, metavar="ACTION")
     make = datasets.add_parser("make", help="make a factory dataset, e.g. hopper-medium")
-    make.add_argument("name", help="<task>-<level>: task hopper|halfcheetah|walker2d, level random|medium|medium-replay|medium-expert|expert")
+    make.add_argument(
+        "name",
+        help="<task>-<level>[-<transitions>]: task hopper|halfcheetah|walker2d, level "
+        "random|medium|medium-replay|medium-expert|expert, transitions e.g. 200k (default: D4RL's size)",
+    )
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--size", type=int, default=None, help="transitions (default: D4RL's size for the level)")
     make.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
@@ -70,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="output directory (default: <storage>/<name>/report)")
     report.set_defaults(func=_report)
 
-    quick = sub.add_parser("quickstart", help="make hopper-medium if missing, run IQL offline → online, report")
+    quick = sub.add_parser("quickstart", help="make the quickstart's dataset if missing, run IQL offline → online, report")
     quick.add_argument("--spec", default=str(QUICKSTART_SPEC))
     _verbose_flag(quick)
     quick.set_defaults(func=_quickstart)
@@ -183,7 +187,8 @@ def _print_sweep(result) -> int:  # noqa: ANN001 - SweepResult
     for t in result.trials:
         score = "n/a" if t["final_score"] is None else f"{t['final_score']:.1f}"
         status = f"FAILED: {t['error']}" if t["error"] else f"eval/normalized_score {score}"
-        print(f"  {t['dataset']} seed {t['seed']}: run {t['run_id']}  {status}")
+        run = f"run {t['run_id']}" if t["run_id"] else "no MLflow run"
+        print(f"  {t['dataset']} seed {t['seed']}: {run}  {status}")
     return 1 if failed else 0
 
 
@@ -228,11 +233,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from o2o.platform.factory import make_dataset
+    from o2o.algorithms import hyperparameters
+    from o2o.platform.factory import FactoryError, make_dataset, split_name
+    from o2o.platform.spec import load_spec
     from o2o.platform.sweep import run_sweep
 
-    with _progress("making hopper-medium (first run only)") as update:
-        make_dataset("hopper-medium", progress=update)
+    for dataset in load_spec(args.spec, hyperparameters()).datasets:
+        try:
+            split_name(dataset)
+        except FactoryError:
+            continue  # not a factory dataset: the sweep finds it, or says where it looked
+        with _progress(f"making {dataset} (first run only)") as update:
+            make_dataset(dataset, progress=update)
     name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_sweep(args.spec, name=name, verbose=args.verbose)
     code = _print_sweep(result)

@@ -36,6 +36,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import time
 import warnings
@@ -91,16 +92,31 @@ class Snapshot:
     file: str
 
 
-def split_name(name: str) -> tuple[str, str]:
-    """'walker2d-medium-replay' → ('walker2d', 'medium-replay'), checked against TASKS and LEVELS."""
+_SIZE = re.compile(r"^([1-9][0-9]*)([km]?)$")
+_SIZE_UNITS = {"": 1, "k": 1_000, "m": 1_000_000}
+
+
+def split_name(name: str) -> tuple[str, str, int | None]:
+    """A factory dataset's name, `<task>-<level>[-<transitions>]`, as (task, level, transitions),
+    checked against TASKS and LEVELS: 'walker2d-medium-replay' → ('walker2d', 'medium-replay',
+    None), 'hopper-medium-200k' → ('hopper', 'medium', 200000). A size in the name keeps a
+    smaller dataset apart from the level's D4RL-sized one, in the cache and in every run's record."""
     task, _, level = name.partition("-")
     if task not in TASKS:
         raise FactoryError(f"dataset {name!r}: unknown task {task!r} (known: {', '.join(TASKS)})")
     if not level:
         raise FactoryError(f"dataset {name!r}: no level; a dataset name is <task>-<level>, e.g. {task}-medium")
+    size = None
+    head, _, tail = level.rpartition("-")
+    sized = _SIZE.match(tail)
+    if head and sized:
+        level, size = head, int(sized.group(1)) * _SIZE_UNITS[sized.group(2)]
     if level not in LEVELS:
-        raise FactoryError(f"dataset {name!r}: unknown level {level!r} (known: {', '.join(LEVELS)})")
-    return task, level
+        raise FactoryError(
+            f"dataset {name!r}: unknown level {level!r} (known: {', '.join(LEVELS)}; a size may follow, "
+            f"e.g. {task}-medium-200k)"
+        )
+    return task, level, size
 
 
 def load_manifest(task: str, policy_dir: Path = POLICY_DIR) -> dict:
@@ -411,9 +427,11 @@ def make_dataset(
     overwrite: bool = False,
     workers: int | None = None,
 ) -> ResolvedDataset:
-    """Make dataset `name` (e.g. 'hopper-medium') as a local Minari dataset and canonical Parquet.
+    """Make dataset `name` (e.g. 'hopper-medium', or 'hopper-medium-200k' for 200k transitions)
+    as a local Minari dataset and canonical Parquet.
 
-    An existing dataset is returned as it is, unless `overwrite`; one of another `size` than
+    `size` is the number of transitions when the name carries none (default: D4RL's size for
+    the level); a name's own size and another `size` are refused. An existing dataset is returned as it is, unless `overwrite`; one of another `size` than
     asked for is refused rather than silently returned. Nothing is left half-written: the
     request is checked (size, policies) before an existing dataset is deleted, episodes are
     collected in memory, then Minari writes the dataset; a failure removes the partial directory.
@@ -422,7 +440,10 @@ def make_dataset(
     """
     import minari
 
-    task, level = split_name(name)
+    task, level, named_size = split_name(name)
+    if named_size is not None and size is not None and size != named_size:
+        raise FactoryError(f"dataset {name!r}: its name says {named_size} transitions, --size says {size}")
+    size = named_size if size is None else size
     if size is not None and size < 1:
         raise FactoryError(f"dataset {name!r}: --size must be at least 1 (got {size})")
     env_id = TASKS[task]

@@ -65,6 +65,24 @@ class _Seen:
     env_steps: float
 
 
+class TrialIndex(Callback):
+    """Each trial's id and config by its directory, as Tune's controller knows them. A trial's
+    result carries them only once it has reported, so the sweep's summary takes them from here
+    for a trial that failed before its first result (e.g. in its setup)."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def _note(self, trial: Trial) -> None:
+        self.by_path[trial.path] = (trial.trial_id, dict(trial.config or {}))
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._note(trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._note(trial)
+
+
 class ProgressPrinter(Callback):
     """Prints each trial's progress as one line (see the module docstring)."""
 

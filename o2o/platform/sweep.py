@@ -449,7 +449,7 @@ def run_sweep(
     import ray
     from ray import tune
 
-    from o2o.platform.progress import TUNE_DETAIL_VERBOSITY, ProgressPrinter, error_line, tune_output
+    from o2o.platform.progress import TUNE_DETAIL_VERBOSITY, ProgressPrinter, TrialIndex, error_line, tune_output
     from o2o.platform.tracking import MLflowTracker
 
     spec = load(spec_path, storage=storage, tracking_uri=tracking_uri)
@@ -491,10 +491,11 @@ def run_sweep(
     )
     # -v 0: the summary at the end only; 1: o2o's progress lines; 2: Tune's own output as well.
     printer = [ProgressPrinter(["dataset_id", "seed", *spec.grid])] if verbose >= 1 else []
+    index = TrialIndex()
     run_config = tune.RunConfig(
         name=spec.name,
         storage_path=str(storage),
-        callbacks=[tracker, *printer],
+        callbacks=[tracker, index, *printer],
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=spec.checkpoint.frequency,
             checkpoint_at_end=True,
@@ -522,15 +523,17 @@ def run_sweep(
     summary = []
     for result in grid:
         metrics = result.metrics or {}
-        config = result.config or {}
+        trial_id, config = index.by_path.get(result.path, (None, {}))
+        config = result.config or config
+        trial_id = metrics.get("trial_id", trial_id)
         summary.append(
             {
-                "trial_id": metrics.get("trial_id"),
+                "trial_id": trial_id,
                 "dataset": config.get("dataset_id"),
                 "seed": config.get("seed"),
                 "error": None if result.error is None else error_line(str(result.error)),
                 "final_score": (metrics.get("o2o") or {}).get("eval/normalized_score"),
-                "run_id": runs.get(metrics.get("trial_id")),
+                "run_id": runs.get(trial_id),
             }
         )
     return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)
