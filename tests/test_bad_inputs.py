@@ -314,7 +314,10 @@ CATALOGUE = [
     Bad("cli-make-unknown-task", lambda w: ["datasets", "make", "ant-medium"],
         "dataset 'ant-medium': unknown task 'ant' (known: hopper, halfcheetah, walker2d)"),
     Bad("cli-make-unknown-level", lambda w: ["datasets", "make", "hopper-superb"],
-        "dataset 'hopper-superb': unknown level 'superb' (known: random, medium, medium-replay, medium-expert, expert)"),
+        "dataset 'hopper-superb': unknown level 'superb' (known: random, medium, medium-replay, medium-expert, expert; "
+        "a size may follow, e.g. hopper-medium-200k)"),
+    Bad("cli-make-two-sizes", lambda w: ["datasets", "make", "hopper-random-200", "--size", "100"],
+        "dataset 'hopper-random-200': its name says 200 transitions, --size says 100"),
     Bad("cli-make-no-level", lambda w: ["datasets", "make", "hopper"],
         "dataset 'hopper': no level; a dataset name is <task>-<level>, e.g. hopper-medium"),
     Bad("cli-make-level-not-reached", lambda w: ["datasets", "make", "hopper-expert"],

@@ -122,19 +122,35 @@ def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path,
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
 
-def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`o2o …` as a user runs it, in its own process that starts its own local Ray (in a temp
-    dir of its own, so it never joins another Ray of this machine), without a terminal."""
-    ray_tmp = tempfile.mkdtemp(prefix="ray-cli-", dir="/tmp")  # short: Ray's socket paths
+def _run_cli(*commands: list[str], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """`o2o …` as a user runs it, each command at the same time in its own process that starts
+    its own local Ray (in a temp dir of its own, so it never joins another Ray of this machine),
+    without a terminal; their results in the order given."""
+    ray_tmps = [tempfile.mkdtemp(prefix="ray-cli-", dir="/tmp") for _ in commands]  # short: Ray's socket paths
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_TMPDIR"] = ray_tmp
-    try:
-        return subprocess.run(
-            [str(Path(sys.executable).with_name("o2o")), *args],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False,
+    running = [
+        (
+            args,
+            subprocess.Popen(
+                [str(Path(sys.executable).with_name("o2o")), *args],
+                cwd=cwd, env={**env, "RAY_TMPDIR": ray_tmp}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ),
         )
+        for args, ray_tmp in zip(commands, ray_tmps, strict=True)
+    ]
+    try:
+        results = []
+        for args, process in running:
+            stdout, stderr = process.communicate(timeout=600)
+            results.append(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
+        return results
     finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        for _, process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for ray_tmp in ray_tmps:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_sweep_prints_o2o_progress_not_rllib_config(hopper_random, tmp_path) -> None:
@@ -142,7 +158,9 @@ def test_sweep_prints_o2o_progress_not_rllib_config(hopper_random, tmp_path) -> 
     env steps and score — not Tune's dump of each trial's RLlib config, its trial table or its
     TensorBoard hint, which `-v 2` brings back."""
     spec = write_spec(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [0]").format(storage=tmp_path / "runs"))
-    run = _run_cli(["sweep", str(spec)], tmp_path)
+    run, verbose = _run_cli(
+        ["sweep", str(spec)], ["sweep", str(spec), "--storage", str(tmp_path / "runs-v2"), "-v", "2"], cwd=tmp_path
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     progress = [line for line in lines if "hopper-random seed 0" in line]
@@ -154,7 +172,6 @@ def test_sweep_prints_o2o_progress_not_rllib_config(hopper_random, tmp_path) -> 
         assert tune_detail not in everything
     assert "1/1 trials finished" in run.stdout
 
-    verbose = _run_cli(["sweep", str(spec), "--storage", str(tmp_path / "runs-v2"), "-v", "2"], tmp_path)
     assert verbose.returncode == 0, verbose.stderr
     assert "started with configuration" in verbose.stdout and "tf_session_args" in verbose.stdout
     assert "Trial status" in verbose.stdout
