@@ -35,6 +35,7 @@ TINY = """\
     datasets: [hopper-random]
     budgets: {{offline_updates: 200, online_env_steps: 100}}
     hyperparameters: {{updates_per_iteration: 100, env_steps_per_iteration: 100, train_batch_size_per_learner: 64}}
+    dataset_overrides: {{hopper-random: {{train_batch_size_per_learner: 32}}}}
     seeds: [0, 1]
     resources: {{cpus_per_trial: 0.5}}
     evaluation: {{interval: 100, episodes: 1}}
@@ -66,6 +67,7 @@ def test_sweep_records_each_trial_in_mlflow_and_reports(hopper_random, tmp_path,
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     for run in runs:
         assert run.info.status == "FINISHED"
+        assert run.data.params["train_batch_size_per_learner"] == "32", "the dataset's override, as the trial ran it"
         assert run.data.tags["dataset_hash"] == hopper_random.content_hash
         assert run.data.tags["o2o.algorithm"] == "iql"
         assert "version.ray" in run.data.tags
@@ -151,6 +153,31 @@ def _run_cli(*commands: list[str], cwd: Path) -> list[subprocess.CompletedProces
                 process.wait()
         for ray_tmp in ray_tmps:
             shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_dataset_overrides_reach_that_datasets_trials_only(hopper_random, tmp_path) -> None:
+    """Each trial takes its own dataset's overrides, else the spec's hyperparameters, as Tune
+    resolves the sweep's param space (with Tune's own variant generator; no cluster needed)."""
+    from ray.tune.search.variant_generator import generate_variants
+
+    from o2o.platform.data import read_parquet, write_parquet
+    from o2o.platform.sweep import load, prepare_datasets, sweep_param_space
+
+    copy = tmp_path / "copy.parquet"
+    write_parquet(read_parquet(hopper_random.parquet_path), copy)
+    body = TINY.replace("datasets: [hopper-random]", f"datasets: [hopper-random, '{copy}']\n    env: Hopper-v5")
+    body = body.replace(
+        "dataset_overrides: {{hopper-random: {{train_batch_size_per_learner: 32}}}}",
+        f"dataset_overrides: {{{{'{copy}': {{{{expectile: 0.9, temperature: 10.0}}}}}}}}",
+    )
+    loaded = load(write_spec(tmp_path, body.format(storage=tmp_path / "runs")))
+    variants = [config for _, config in generate_variants(sweep_param_space(loaded, prepare_datasets(loaded)))]
+    assert {(c["dataset_id"], c["seed"]): (c["expectile"], c["temperature"]) for c in variants} == {
+        ("hopper-random", 0): (0.7, 3.0),
+        ("hopper-random", 1): (0.7, 3.0),
+        (str(copy), 0): (0.9, 10.0),
+        (str(copy), 1): (0.9, 10.0),
+    }
 
 
 def test_sweep_prints_o2o_progress_not_rllib_config(hopper_random, tmp_path) -> None:

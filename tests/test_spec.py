@@ -149,6 +149,19 @@ def test_storage_and_tracking_resolve_against_the_working_directory(
             "grid: 'expectile' is also in hyperparameters; fix it or sweep it",
         ),
         ({"grid": {"temperature": []}}, "grid: 'temperature' has no values"),
+        (
+            {"dataset_overrides": {"walker2d-medium-replay": {"expectile": 0.9}}},
+            "dataset_overrides: 'walker2d-medium-replay' is not one of the spec's datasets (hopper-medium, walker2d-medium)",
+        ),
+        (
+            {"dataset_overrides": {"hopper-medium": {"expectle": 0.9}}},
+            "dataset_overrides: hopper-medium: unknown hyperparameter 'expectle' for iql; did you mean 'expectile'?",
+        ),
+        (
+            {"dataset_overrides": {"hopper-medium": {"temperature": 10.0}}},
+            "dataset_overrides: hopper-medium: 'temperature' is also in grid; sweep it or set it per dataset",
+        ),
+        ({"dataset_overrides": {"hopper-medium": 0.9}}, "dataset_overrides.hopper-medium: Input should be a valid dictionary"),
         ({"grid": {"temperature": 3.0}}, "grid.temperature: Input should be a valid list"),
         ({"grid": {"seed": [1, 2]}}, "grid: 'seed' is set by the spec's seeds list"),
         ({"datasets": "hopper-medium"}, "datasets: must be a list of dataset ids"),

@@ -140,6 +140,10 @@ class Spec(_Strict):
     """Algorithm config fields fixed for every trial."""
     grid: dict[str, list[Any]] = {}
     """Sweep axes: algorithm config field → the values to try (full cross product)."""
+    dataset_overrides: dict[str, dict[str, Any]] = {}
+    """Per-dataset settings, as CORL keeps them: dataset id → algorithm config fields that
+    replace `hyperparameters` in that dataset's trials (a method's per-task expectile, β range
+    or κ ramp). A field also in `grid` is refused: a trial cannot take both."""
     seeds: list[int] | int = 1
     """Seeds as a list, or a count n meaning seeds 0..n-1."""
     resources: Resources = Resources()
@@ -181,6 +185,25 @@ class Spec(_Strict):
                 raise ValueError(f"{key!r} has no values; give at least one")
             if key in info.data.get("hyperparameters", {}):
                 raise ValueError(f"{key!r} is also in hyperparameters; fix it or sweep it")
+        return value
+
+    @field_validator("dataset_overrides")
+    @classmethod
+    def _valid_dataset_overrides(
+        cls, value: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
+        datasets = info.data.get("datasets") or []
+        grid = info.data.get("grid") or {}
+        for name, fields in value.items():
+            if name not in datasets:
+                raise ValueError(f"{name!r} is not one of the spec's datasets ({', '.join(datasets)})")
+            try:
+                _check_names(fields, info)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            for key in fields:
+                if key in grid:
+                    raise ValueError(f"{name}: {key!r} is also in grid; sweep it or set it per dataset")
         return value
 
     @field_validator("seeds", mode="before")

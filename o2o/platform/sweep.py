@@ -77,6 +77,9 @@ def _check_value_kinds(spec: Spec, where: str) -> None:
     defaults = config_class(spec.algorithm)()
     values = [(f"hyperparameters.{k}", k, v) for k, v in spec.hyperparameters.items()]
     values += [(f"grid.{k}", k, v) for k, vs in spec.grid.items() for v in vs]
+    values += [
+        (f"dataset_overrides.{name}.{k}", k, v) for name, fields in spec.dataset_overrides.items() for k, v in fields.items()
+    ]
     for key_path, key, value in values:
         default = getattr(defaults, key)
         kind = next((row for row in _KINDS if isinstance(default, row[0])), None)
@@ -131,7 +134,7 @@ def _check_trainable(spec: Spec, name: str, data: Transitions) -> None:
     for trial in spec.trials():
         if trial["dataset"] != name:
             continue
-        config = base_config(spec).training(**_grid_point(trial))
+        config = base_config(spec).training(**_trial_fields(spec, trial))
         if not _reads_dataset(spec, config):
             continue
         phases = [config] + [config.for_phase(p) for p in config.phase_overrides]
@@ -143,6 +146,12 @@ def _check_trainable(spec: Spec, name: str, data: Transitions) -> None:
 def _grid_point(trial: dict[str, Any]) -> dict[str, Any]:
     """A trial's grid values (its keys other than the dataset and the seed)."""
     return {k: v for k, v in trial.items() if k not in ("dataset", "seed")}
+
+
+def _trial_fields(spec: Spec, trial: dict[str, Any]) -> dict[str, Any]:
+    """The config fields a trial sets beyond the spec's `hyperparameters`: its dataset's
+    overrides and its grid point (which never share a key)."""
+    return {**spec.dataset_overrides.get(trial["dataset"], {}), **_grid_point(trial)}
 
 
 def _reads_dataset(spec: Spec, config: O2OConfig) -> bool:
@@ -207,7 +216,7 @@ def trial_config(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]], t
     config = base_config(spec)
     config.environment(env_id)
     config.debugging(seed=trial["seed"])
-    config.training(**_grid_point(trial))
+    config.training(**_trial_fields(spec, trial))
     if _reads_dataset(spec, config):
         config.offline_data(input_=[str(resolved.parquet_path)])
     config.o2o(dataset_id=resolved.dataset_id, dataset_hash=resolved.content_hash)
@@ -407,11 +416,19 @@ def _wait_for_node(spec: Spec, need: dict[str, float]) -> None:
 
 def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -> dict[str, Any]:
     """Tune's param space: the first trial's full config, with datasets, seeds and grid keys as
-    grid axes and each dataset's file, hash and environment looked up per trial."""
+    grid axes, and each dataset's file, hash, environment and overridden fields (the spec's
+    `dataset_overrides`, else the shared value) looked up per trial."""
     from ray import tune
 
+    shared = base_config(spec)
+    overridden = {key for fields in spec.dataset_overrides.values() for key in fields}
     table = {
-        name: {"input_": [str(r.parquet_path)], "dataset_hash": r.content_hash, "env": env_id}
+        name: {
+            "input_": [str(r.parquet_path)],
+            "dataset_hash": r.content_hash,
+            "env": env_id,
+            **{key: spec.dataset_overrides.get(name, {}).get(key, getattr(shared, key)) for key in overridden},
+        }
         for name, (r, env_id) in prepared.items()
     }
     param_space = trial_config(spec, prepared, spec.trials()[0]).to_dict()
@@ -419,7 +436,7 @@ def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str
     param_space["seed"] = tune.grid_search(spec.seed_list)
     for key, values in spec.grid.items():
         param_space[key] = tune.grid_search(list(values))
-    for key in ("input_", "dataset_hash", "env"):
+    for key in ("input_", "dataset_hash", "env", *sorted(overridden)):
         param_space[key] = tune.sample_from(lambda config, key=key: table[config["dataset_id"]][key])
     return param_space
 
@@ -481,7 +498,8 @@ def run_sweep(
     _fit_trials_on_cluster(spec)
     max_concurrent = concurrent_trials(spec, ray.cluster_resources().get("CPU", 0.0))
     trainable = config_class(spec.algorithm)().algo_class
-    param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid]
+    overridden = sorted({key for fields in spec.dataset_overrides.values() for key in fields} - set(spec.hyperparameters))
+    param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid, *overridden]
     tracker = MLflowTracker(
         tracking_uri=spec.tracking_uri(),
         experiment_name=spec.experiment_name,
