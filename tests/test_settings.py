@@ -71,6 +71,7 @@ def test_a_restored_learner_takes_its_phase_rates() -> None:
     ("name", "override", "reason"),
     [
         ("iql", {"hidden_sizes": [64, 64]}, "networks are built once"),
+        ("cql", {"critic_hidden_sizes": [64, 64]}, "networks are built once"),
         ("sac", {"num_critics": 10}, "networks are built once"),
         ("iql", {"actor_dropout": 0.1}, "networks are built once"),
         ("spot", {"vae_latent_dim": 4}, "networks are built once"),
@@ -86,6 +87,33 @@ def test_a_phase_override_of_a_field_fixed_at_build_is_refused(name: str, overri
     config.phase_overrides = {"online": override}
     with pytest.raises(ValueError, match=rf"phase_overrides\['online'\] cannot change {next(iter(override))} \(.*{reason}"):
         config.validate()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_critic_widths_shape_the_value_networks_and_leave_the_actor(name: str) -> None:
+    """`critic_hidden_sizes` (E2O's 3×256 critics beside a 2×256 actor) builds every critic of
+    the ensemble, its targets and V where the method has one, with those widths; the actor
+    keeps `hidden_sizes`. Unset, the critics take `hidden_sizes`."""
+    wide = learner_on_random_transitions(config_class(name)().o2o(hidden_sizes=[32, 32], critic_hidden_sizes=[48, 48, 48]))
+    plain = learner_on_random_transitions(config_class(name)().o2o(hidden_sizes=[32, 32]))
+
+    def widths(module: torch.nn.Module) -> list[int]:
+        """Output widths of its linear maps, batched (the ensemble's einsum weights) or not."""
+        return [p.shape[-1] for n, p in module.named_parameters() if n.endswith("bias")]
+
+    for learner, critic in ((wide, [48, 48, 48, 1]), (plain, [32, 32, 1])):
+        net = learner.net
+        assert widths(net.critic) == critic and widths(net.critic_target) == critic
+        if hasattr(net, "value"):
+            assert widths(net.value) == critic
+        assert widths(net.actor)[:-1] == [32, 32], "the actor's hidden layers"
+
+
+def test_critic_widths_are_refused_unless_a_list_of_positive_widths() -> None:
+    for bad in ([], [256, 0], 256):
+        config = config_class("sac")().environment("Hopper-v5").o2o(critic_hidden_sizes=bad)
+        with pytest.raises(ValueError, match=r"critic_hidden_sizes must be a non-empty list of positive layer widths"):
+            config.validate()
 
 
 def test_a_phase_override_equal_to_the_built_value_is_accepted() -> None:

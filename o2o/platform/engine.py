@@ -164,6 +164,9 @@ class O2OConfig(AlgorithmConfig):
         """Polyak coefficient of the target networks."""
         self.hidden_sizes: list[int] = [256, 256]
         """Hidden layer widths of every network of the method (papers: 256×2)."""
+        self.critic_hidden_sizes: list[int] | None = None
+        """Hidden layer widths of the value networks (the Q-ensemble, and V where the method has
+        one) when they differ from the actor's (E2O: 3×256 critics); None: `hidden_sizes`."""
         self.num_critics: int = 2
         """Critics in the method's Q-ensemble, one batched module (RLPD: 10)."""
         self.critic_layer_norm: bool = False
@@ -222,6 +225,7 @@ class O2OConfig(AlgorithmConfig):
         weight_sync_interval: int = NotProvided,
         tau: float = NotProvided,
         hidden_sizes: list[int] = NotProvided,
+        critic_hidden_sizes: list[int] | None = NotProvided,
         num_critics: int = NotProvided,
         critic_layer_norm: bool = NotProvided,
         target_critic_subset: int | None = NotProvided,
@@ -274,6 +278,7 @@ class O2OConfig(AlgorithmConfig):
         """What the method's RLModule needs to build its networks."""
         return {
             "hidden_sizes": list(self.hidden_sizes),
+            "critic_hidden_sizes": list(self.critic_hidden_sizes or self.hidden_sizes),
             "num_critics": self.num_critics,
             "critic_layer_norm": self.critic_layer_norm,
         }
@@ -303,6 +308,12 @@ class O2OConfig(AlgorithmConfig):
             )
         if self.sampling_rule not in SAMPLING_RULES:
             self._value_error(f"sampling_rule {self.sampling_rule!r} is not one of {SAMPLING_RULES}")
+        for field in ("hidden_sizes", "critic_hidden_sizes"):
+            widths = getattr(self, field)
+            if field == "critic_hidden_sizes" and widths is None:
+                continue
+            if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+                self._value_error(f"{field} must be a non-empty list of positive layer widths, got {widths!r}")
         if self.num_critics < 1 or not 1 <= (self.target_critic_subset or 1) <= self.num_critics:
             self._value_error(
                 f"num_critics ({self.num_critics}) must be >= 1 and target_critic_subset "

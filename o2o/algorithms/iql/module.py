@@ -17,11 +17,12 @@ class IQLModule(O2OModule):
         obs_dim = self.observation_space.shape[0]
         act_dim = self.action_space.shape[0]
         hidden = self.model_config["hidden_sizes"]
+        critic_hidden = self.model_config["critic_hidden_sizes"]
         self.actor = GaussianActor(obs_dim, act_dim, hidden, self.model_config.get("actor_dropout", 0.0))
         if not self.inference_only:
-            self.value = mlp(obs_dim, hidden, 1)
+            self.value = mlp(obs_dim, critic_hidden, 1)
             self.critic = QEnsemble(
-                self.model_config["num_critics"], obs_dim + act_dim, hidden, self.model_config["critic_layer_norm"]
+                self.model_config["num_critics"], obs_dim + act_dim, critic_hidden, self.model_config["critic_layer_norm"]
             )
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 

@@ -42,7 +42,7 @@ class PEXModule(IQLModule):
         cfg = self.model_config
         if self.inference_only:  # the learner's critic is built by IQL; EnvRunners need one too
             in_dim = self.observation_space.shape[0] + self.action_space.shape[0]
-            self.critic = QEnsemble(cfg["num_critics"], in_dim, cfg["hidden_sizes"], cfg["critic_layer_norm"])
+            self.critic = QEnsemble(cfg["num_critics"], in_dim, cfg["critic_hidden_sizes"], cfg["critic_layer_norm"])
         # A frozen policy acts as it was trained to act: no gradient, and no dropout (see `train`).
         self.offline_actor = copy.deepcopy(self.actor).requires_grad_(False).eval()
         self.register_buffer("expanded", torch.zeros((), dtype=torch.bool))
