@@ -37,6 +37,11 @@ CONFORMANCE_TRAINING: dict[str, dict] = {
     # SPOT pre-trains its VAE behaviour model in a phase of its own (100k updates in the paper);
     # 100 updates run that phase here before the offline one.
     "spot": {"vae_pretrain_updates": 100},
+    # E2O's 10 critics of 3×256 under CQL's 30 sampled actions per state make an update ~0.3 s
+    # on one CI core (the suite would grow by minutes); 3 critics of 2×64 run the same code:
+    # the conservative term offline, the weighted min-pair target, the uncertainty weight and
+    # UCB exploration online.
+    "e2o": {"num_critics": 3, "critic_hidden_sizes": [64, 64]},
 }
 """Per-algorithm settings for these tiny budgets, each with the reason it is needed."""
 

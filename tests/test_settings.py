@@ -24,6 +24,7 @@ RATE_FIELDS: dict[str, dict[str, str]] = {
     "awac": {"critic": "lr", "actor": "lr"},
     "calql": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
     "cql": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
+    "e2o": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
     "iql": {"value": "lr", "critic": "lr", "actor": "lr"},
     "pex": {"value": "lr", "critic": "lr", "actor": "lr"},
     "sac": {"critic": "lr", "actor": "lr", "alpha": "alpha_lr"},
@@ -95,7 +96,7 @@ def test_critic_widths_shape_the_value_networks_and_leave_the_actor(name: str) -
     the ensemble, its targets and V where the method has one, with those widths; the actor
     keeps `hidden_sizes`. Unset, the critics take `hidden_sizes`."""
     wide = learner_on_random_transitions(config_class(name)().o2o(hidden_sizes=[32, 32], critic_hidden_sizes=[48, 48, 48]))
-    plain = learner_on_random_transitions(config_class(name)().o2o(hidden_sizes=[32, 32]))
+    plain = learner_on_random_transitions(config_class(name)().o2o(hidden_sizes=[32, 32], critic_hidden_sizes=None))
 
     def widths(module: torch.nn.Module) -> list[int]:
         """Output widths of its linear maps, batched (the ensemble's einsum weights) or not."""
