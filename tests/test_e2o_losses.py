@@ -122,7 +122,7 @@ def test_the_online_phase_runs_sac_n_without_the_conservative_term() -> None:
             "uncertainty_weight must be one of none, batch, sample in phase_overrides['online'], got 'critic'",
         ),
         ({"target_q": "weighted_min_pair", "max_target_backup": True}, "does not combine with CQL's max_target_backup"),
-        ({"num_critics": 1}, "weighted_min_pair needs num_critics >= 2"),
+        ({"num_critics": 1}, "weighted_min_pair in phase_overrides['online'] needs num_critics >= 2, got 1"),
         ({"ucb_actions": 0}, "ucb_actions must be >= 1, got 0"),
     ],
 )

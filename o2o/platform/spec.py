@@ -240,6 +240,11 @@ class Spec(_Strict):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     @property
+    def overridden_fields(self) -> list[str]:
+        """The config fields some dataset overrides (`dataset_overrides`), sorted."""
+        return sorted({key for fields in self.dataset_overrides.values() for key in fields})
+
+    @property
     def experiment_name(self) -> str:
         """The MLflow experiment: `tracking.experiment`, else the spec's name."""
         return self.tracking.experiment or self.name

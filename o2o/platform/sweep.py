@@ -421,7 +421,7 @@ def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str
     from ray import tune
 
     shared = base_config(spec)
-    overridden = {key for fields in spec.dataset_overrides.values() for key in fields}
+    overridden = spec.overridden_fields
     table = {
         name: {
             "input_": [str(r.parquet_path)],
@@ -436,7 +436,7 @@ def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str
     param_space["seed"] = tune.grid_search(spec.seed_list)
     for key, values in spec.grid.items():
         param_space[key] = tune.grid_search(list(values))
-    for key in ("input_", "dataset_hash", "env", *sorted(overridden)):
+    for key in ("input_", "dataset_hash", "env", *overridden):
         param_space[key] = tune.sample_from(lambda config, key=key: table[config["dataset_id"]][key])
     return param_space
 
@@ -498,7 +498,7 @@ def run_sweep(
     _fit_trials_on_cluster(spec)
     max_concurrent = concurrent_trials(spec, ray.cluster_resources().get("CPU", 0.0))
     trainable = config_class(spec.algorithm)().algo_class
-    overridden = sorted({key for fields in spec.dataset_overrides.values() for key in fields} - set(spec.hyperparameters))
+    overridden = [key for key in spec.overridden_fields if key not in spec.hyperparameters]
     param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid, *overridden]
     tracker = MLflowTracker(
         tracking_uri=spec.tracking_uri(),

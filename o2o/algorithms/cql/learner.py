@@ -103,7 +103,7 @@ class CQLLearner(SACLearner):
             q_next = self.target_min(q_next.flatten(1)).view(q_next.shape[1:])
             best = q_next.argmax(-1, keepdim=True)
             return q_next.gather(-1, best).squeeze(-1), next_logp.gather(-1, best).squeeze(-1)
-        return self.target_min(self.net.critic_target(new_obs, next_actions[:, 0])), next_logp[:, 0]
+        return self.reduce_target(self.net.critic_target(new_obs, next_actions[:, 0])), next_logp[:, 0]
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net, hp = self.net, self.hp

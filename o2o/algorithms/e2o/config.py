@@ -90,10 +90,7 @@ class E2OConfig(CQLConfig):
                 )
             if config.target_q == "weighted_min_pair" and config.conservative and config.max_target_backup:
                 self._value_error(f"target_q weighted_min_pair{where} does not combine with CQL's max_target_backup")
-        if self.target_q == "weighted_min_pair" or any(
-            self.for_phase(p).target_q == "weighted_min_pair" for p in self.phase_overrides
-        ):
-            if self.num_critics < 2:
-                self._value_error(f"target_q weighted_min_pair needs num_critics >= 2, got {self.num_critics}")
+            if config.target_q == "weighted_min_pair" and config.num_critics < 2:
+                self._value_error(f"target_q weighted_min_pair{where} needs num_critics >= 2, got {config.num_critics}")
         if self.ucb_actions < 1:
             self._value_error(f"ucb_actions must be >= 1, got {self.ucb_actions}")

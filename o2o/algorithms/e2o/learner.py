@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 
 from o2o.algorithms.cql.learner import CQLLearner
-from o2o.algorithms.sac.learner import critic_loss, soft_td_target
-from o2o.platform.networks import soft_update_
+from o2o.algorithms.sac.learner import SACLearner, critic_loss
 
 
 def weighted_min_pair(q: torch.Tensor) -> torch.Tensor:
@@ -51,57 +50,26 @@ def weighted_critic_loss(q: torch.Tensor, target: torch.Tensor, weight: torch.Te
 
 
 class E2OLearner(CQLLearner):
-    """CQL's update while `conservative` (offline); SAC-N's with E2O's target and uncertainty
-    weight otherwise (online)."""
+    """CQL's update while `conservative` (offline); SAC's, on E2O's target and uncertainty-
+    weighted critic loss, otherwise (online: SAC-N)."""
 
     def reduce_target(self, q_next: torch.Tensor) -> torch.Tensor:
         """The TD target's value of the N target critics (N, B) → (B,), per `target_q`."""
         return weighted_min_pair(q_next) if self.hp.target_q == "weighted_min_pair" else self.target_min(q_next)
 
-    def next_action_value(
-        self, new_obs: torch.Tensor, next_actions: torch.Tensor, next_logp: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CQL's target value at the first of the K draws a' ~ π(·|s'), reduced per `target_q`
-        (the max-target backup is CQL's own, refused with the weighted min-pair)."""
-        if self.hp.target_q == "min":
-            return super().next_action_value(new_obs, next_actions, next_logp)
-        return self.reduce_target(self.net.critic_target(new_obs, next_actions[:, 0])), next_logp[:, 0]
-
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.hp.conservative:
-            return super().update_step(batch)
-        return self.optimistic_update(batch)
-
-    def optimistic_update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One SAC-N update with E2O's target and uncertainty-weighted critic loss."""
-        net, hp = self.net, self.hp
-        obs = batch["obs"]
-        alpha = net.log_alpha.exp().detach()
-        with torch.no_grad():
-            next_actions, next_logp = net.actor.sample(batch["new_obs"])
-            q_next = net.critic_target(batch["new_obs"], next_actions)
-            target = soft_td_target(
-                batch["rewards"], batch["terminateds"], self.reduce_target(q_next), next_logp, alpha, hp.gamma
-            )
-            weight = (
-                torch.ones((), device=obs.device)
-                if hp.uncertainty_weight == "none"
-                else uncertainty_weight(q_next, hp.uncertainty_scale, per_sample=hp.uncertainty_weight == "sample")
-            )
-        q = net.critic(obs, batch["actions"])
-        q_loss = weighted_critic_loss(q, target, weight)
-        pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + pi_loss + alpha_loss).backward()
-        self.optimizer.step()
-        soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
-        return {
-            "critic_loss": critic_loss(q.detach(), target),  # the TD error, as every method reports it
+    def critic_objective(
+        self, q: torch.Tensor, target: torch.Tensor, q_next: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """SAC-N's critic loss scaled per `uncertainty_weight`; the TD error stays the reported
+        `critic_loss`, as every method reports it."""
+        if self.hp.uncertainty_weight == "none":
+            return super().critic_objective(q, target, q_next)
+        weight = uncertainty_weight(q_next, self.hp.uncertainty_scale, per_sample=self.hp.uncertainty_weight == "sample")
+        return weighted_critic_loss(q, target, weight), {
+            "critic_loss": critic_loss(q.detach(), target),
             "uncertainty_weight": weight.mean(),
             "target_spread": q_next.std(0).mean(),
-            "actor_loss": pi_loss.detach(),
-            "alpha": alpha,
-            "entropy": -logp.mean(),
-            "q_mean": q.detach().mean(),
         }
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return super().update_step(batch) if self.hp.conservative else SACLearner.update_step(self, batch)

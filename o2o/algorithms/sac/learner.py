@@ -87,17 +87,29 @@ class SACLearner(O2OLearner):
         alpha_loss = temperature_loss(net.log_alpha, logp.detach(), self.target_entropy)
         return pi_loss, alpha_loss, logp.detach()
 
+    def reduce_target(self, q_next: torch.Tensor) -> torch.Tensor:
+        """The TD target's value of the target critics (N, B) → (B,): their minimum (RLPD: of a
+        random subset); E2O takes its weighted min-pair."""
+        return self.target_min(q_next)
+
+    def critic_objective(
+        self, q: torch.Tensor, target: torch.Tensor, q_next: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The critics' loss and any metrics of it beyond the TD error: eq. 5 here; E2O weighs
+        it by the target critics' disagreement `q_next` (N, B)."""
+        return critic_loss(q, target), {}
+
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net, hp = self.net, self.hp
         obs = batch["obs"]
         alpha = net.log_alpha.exp().detach()
         with torch.no_grad():
             next_actions, next_logp = net.actor.sample(batch["new_obs"])
-            next_q = self.target_min(net.critic_target(batch["new_obs"], next_actions))
-            target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_logp, alpha, hp.gamma)
+            q_next = net.critic_target(batch["new_obs"], next_actions)
+            target = soft_td_target(batch["rewards"], batch["terminateds"], self.reduce_target(q_next), next_logp, alpha, hp.gamma)
         q = net.critic(obs, batch["actions"])
-        q_loss = critic_loss(q, target)
-        metrics = {"critic_loss": q_loss.detach(), "alpha": alpha, "q_mean": q.detach().mean()}
+        q_loss, extra = self.critic_objective(q, target, q_next)
+        metrics = {"critic_loss": q_loss.detach(), "alpha": alpha, "q_mean": q.detach().mean(), **extra}
         loss = q_loss
         if self.policy_update_due():
             pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
