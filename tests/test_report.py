@@ -5,7 +5,8 @@ bootstrap CI over seeds, the score at the offline phase's end, rliable's IQM acr
 (the same interval on every report), which runs count (finished, this sweep), the curve PNGs on
 an axis from the hand-off, one colour per algorithm, one-line errors when there is nothing to
 report, and the HTML page: self-contained, every number on it, every text escaped, every run
-linked to the MLflow UI.
+linked to the MLflow UI, no distributions section when no run logged histograms (those are in
+test_histograms.py).
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ def test_offline_end_is_the_last_score_before_the_online_phase() -> None:
 
     row = _score_row("a", "d", [run([-1500, 0, 3000], [4.0, 10.0, 20.0]), run([0, 3000], [12.0, 30.0])])
     assert (row.offline_end, row.mean) == (11.0, 25.0)
+    assert (row.offline_ci_low, row.offline_ci_high) == (10.0, 12.0), "two seeds: the bootstrap spans both"
     assert _score_row("a", "d", [run([3000], [8.0])]).offline_end is None, "RLPD-style: no offline phase"
     assert _score_row("a", "d", [run([0, 3000], [1.0, 2.0]), run([3000], [8.0])]).offline_end is None, "not every seed"
     assert _score_row("a", "d", [run([200, 400], [1.0, 2.0], from_handoff=False)]).offline_end is None
@@ -209,13 +211,28 @@ def test_every_algorithm_has_its_own_colour(n: int) -> None:
     assert len(set(colors.values())) == n
 
 
+def test_runs_without_histograms_add_no_distributions(report) -> None:
+    """Only methods that log `o2o_histograms` get heatmaps; none of these runs did, so the
+    report is what it was before histograms existed."""
+    assert report.histograms == []
+    assert not list(report.html_path.parent.glob("histogram_*")), "no histogram PNG written"
+    text = report.html_path.read_text(encoding="utf-8")
+    assert "Distributions" not in text and "<figcaption>" not in text
+
+
 def test_markdown_and_csv_tables(report) -> None:
     text = report.table_path.read_text()
     assert text == format_table(report)
-    assert "| algorithm | dataset | seeds | offline end | score mean [95% CI] |" in text
-    assert "| iql | hopper-medium | 3 | 105.0 | 55.0 [" in text, "offline end: the peak at the hand-off"
-    assert "| calql | walker2d-medium | 3 | 140.0 | 90.0 [" in text
-    assert "IQM" in text
+    assert "| algorithm | dataset | seeds | offline end [95% CI] | score mean [95% CI] |" in text
+    assert "| iql | hopper-medium | 3 | 105.0 [" in text, "offline end: the peak at the hand-off"
+    assert "| calql | walker2d-medium | 3 | 140.0 [" in text
+    for r in report.rows:
+        assert f"| {r.offline_end:.1f} [{r.offline_ci_low:.1f}, {r.offline_ci_high:.1f}] | {r.mean:.1f} [" in text
+        assert r.offline_ci_low < r.offline_end < r.offline_ci_high
+    assert "| algorithm | IQM over datasets × seeds [95% CI] | at the offline end |" in text
+    for algorithm, (value, low, high) in report.iqm_offline.items():
+        assert f"| {value:.1f} [{low:.1f}, {high:.1f}] |\n" in text
+        assert value == pytest.approx(report.iqm[algorithm][0] + 50.0), "every offline end sits 50 above its run's end"
     with (report.table_path.parent / "scores.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
@@ -307,7 +324,7 @@ def test_html_page_shows_every_number(report) -> None:
     text = report.html_path.read_text(encoding="utf-8")
     assert "<h1>paper · s1</h1>" in text and "eval/normalized_score" in text
     for r in report.rows:
-        assert f"offline end {r.offline_end:.1f} →" in text
+        assert f"offline end {r.offline_end:.1f} [{r.offline_ci_low:.1f}, {r.offline_ci_high:.1f}] →" in text
         assert f"{r.mean:.1f}</span>" in text
         assert f"[{r.ci_low:.1f}, {r.ci_high:.1f}]" in text
         assert f"n={r.n_seeds}" in text
@@ -315,7 +332,7 @@ def test_html_page_shows_every_number(report) -> None:
         assert f"{value:.1f}</span>" in text and f"[{low:.1f}, {high:.1f}]" in text
     for dataset in ("hopper-medium", "walker2d-medium"):  # calql wins both
         best = next(r for r in report.rows if (r.algorithm, r.dataset) == ("calql", dataset))
-        start = f'<span class="start">offline end {best.offline_end:.1f} →</span> '
+        start = f'<span class="start">offline end {best.offline_end:.1f} [{best.offline_ci_low:.1f}, {best.offline_ci_high:.1f}] →</span> '
         assert f'<td class="best">{start}<span class="mean">{best.mean:.1f}</span>' in text
     assert text.count('class="best"') == 2
     for t in report.trials:

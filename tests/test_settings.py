@@ -25,6 +25,13 @@ RATE_FIELDS: dict[str, dict[str, str]] = {
     "calql": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
     "cql": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
     "e2o": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
+    "famo2o_cql": {
+        "critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr",
+        "balance": "balance_lr", "balance_temperature": "balance_temperature_lr",
+    },
+    "famo2o_iql": {
+        "value": "lr", "critic": "lr", "actor": "lr", "balance": "balance_lr", "balance_temperature": "balance_temperature_lr",
+    },
     "iql": {"value": "lr", "critic": "lr", "actor": "lr"},
     "pex": {"value": "lr", "critic": "lr", "actor": "lr"},
     "sac": {"critic": "lr", "actor": "lr", "alpha": "alpha_lr"},

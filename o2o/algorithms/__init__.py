@@ -1,8 +1,17 @@
-"""The algorithm registry: every subpackage of `o2o.algorithms` that exports `CONFIG`.
+"""The algorithm registry: every subpackage of `o2o.algorithms` that exports `CONFIG` or `ON_BASES`.
 
 A new algorithm is a folder `o2o/algorithms/<name>/` (config, module, learner) whose
 `__init__.py` sets `CONFIG = <its O2OConfig subclass>`; it is registered under the folder's
 name and must pass `tests/test_conformance.py`. The engine knows no method by name.
+
+A method built on base algorithms (FamO2O on IQL and on CQL) is one folder too. Its config,
+learner and module are mixins written once; for each base, a few lines compose them with the
+base's classes by inheritance (the mixin first, so it wraps the base's hooks) and add what
+differs per base (FamO2O: the base's actor loss with the balance coefficient). The folder's
+`__init__.py` sets `ON_BASES = {"<base>": <composed config class>, …}`, registered as
+`<name>_<base>` (`famo2o_iql`), each its own algorithm in specs, runs and reports. A base lends
+itself to such methods through hooks, not copies: `O2OModule.policy_input_dim` and
+`O2OLearner.policy_obs` (what the policy reads), and the base's own loss hooks.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ def _discover() -> dict[str, type[O2OConfig]]:
             config = getattr(module, "CONFIG", None)
             if config is not None:
                 found[info.name] = config
+            for base, composed in getattr(module, "ON_BASES", {}).items():
+                found[f"{info.name}_{base}"] = composed
+    for name, config in found.items():
+        config.algorithm_name = name
     return dict(sorted(found.items()))
 
 

@@ -228,6 +228,8 @@ def _report(args: argparse.Namespace) -> int:
     print(f"\ntable: {report.table_path}")
     for path in report.curve_paths:
         print(f"curve: {path}")
+    for figure in report.histograms:
+        print(f"distribution: {figure.path}")
     print(f"html: {report.html_path}")
     return 0
 

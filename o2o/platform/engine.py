@@ -58,6 +58,14 @@ How each registered method maps onto this engine (no special case lives in share
   rows only, TD3's loss); `update_step` reads the choice in `self.sampling`.
 - PEX, RLPD: an extra frozen policy in the module (PEX); `sampling_rule: ratio` with
   `offline_fraction: 0.5`, a high `utd_ratio` and SAC's `policy_update_per_env_step` (RLPD).
+- E2O: CQL's learner on an N-critic ensemble whose online phase (`phase_overrides`) switches to
+  SAC's update through SAC's `reduce_target` and `critic_objective` hooks; `sampling_rule:
+  online` and `learning_starts` from the engine; UCB exploration in its module's `explore`.
+- FamO2O on IQL and CQL: a method on a base (`o2o.algorithms`), mixins over the base's module and
+  learner. The policy reads [s, enc β] through `O2OModule.policy_input_dim` and
+  `O2OLearner.policy_obs`; its balance model takes its own step before the base's update; β's
+  source is a phase override (uniform offline, the balance model online); the β chosen online
+  reaches MLflow through `O2OLearner.drain_distributions` as metrics and histograms.
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -89,6 +97,9 @@ from o2o.platform.rollout import O2OEnvRunner
 
 
 REWARD_NORMALIZATIONS = ("none", "return_range")
+
+DISTRIBUTION_BINS = 20
+"""Bins of each histogram a trial reports (`O2OAlgorithm._record_distributions`)."""
 
 BUILD_TIME_FIELDS: dict[str, str] = {
     "online_buffer_capacity": "the replay store is allocated once per trial",
@@ -116,6 +127,10 @@ class O2OConfig(AlgorithmConfig):
 
     Each field below is set with `.o2o(...)`; a method's own fields with `.training(...)`.
     """
+
+    algorithm_name: ClassVar[str] = ""
+    """The name the registry (`o2o.algorithms`) knows this config's algorithm by, set there:
+    the `o2o.algorithm` tag of every run."""
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or O2OAlgorithm)
@@ -600,6 +615,20 @@ class O2OLearner(TorchLearner):
         """One gradient update of the method; returns its metrics as 0-d tensors."""
         raise NotImplementedError
 
+    def policy_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """The policy's input for states of the current minibatch, (B, …, obs) with the batch's
+        rows first: the states themselves here. The bases a method composes with (IQL, SAC, CQL,
+        Cal-QL) pass every actor input through it, so a method that conditions the policy on
+        more than the state (FamO2O: the encoded balance coefficient) wraps the base unchanged."""
+        return obs
+
+    def drain_distributions(self) -> dict[str, tuple[np.ndarray, tuple[float, float]]]:
+        """Values a method recorded since the last call, by name, each with the range a histogram
+        of them spans (FamO2O: the balance coefficient chosen in each online state). The engine
+        asks after every iteration and reports each one's mean and spread, and its histogram
+        where the iteration was evaluated. None here."""
+        return {}
+
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict) -> Any:
         raise NotImplementedError("o2o learners update through run_updates(), not Learner.update()")
 
@@ -809,6 +838,7 @@ class O2OAlgorithm(Algorithm):
         finished = self.current_phase is None
         if evaluation:
             self._record_evaluation(evaluation)
+        histograms = self._record_distributions(with_histograms=bool(evaluation))
         if self._phase_ended and self.current_phase is not None:
             # After the evaluation, so that a phase's last score is that phase's policy (PEX
             # expands its policy, SPOT resets its optimizers when the online phase starts).
@@ -820,10 +850,12 @@ class O2OAlgorithm(Algorithm):
         self._metrics["data/online_transitions"] = float(self._learner("online_transitions"))
         result["o2o"] = dict(self._metrics)
         result["o2o_step"] = self.updates + self.env_steps
+        if histograms:
+            result["o2o_histograms"] = histograms
         result["o2o_tags"] = {
             "dataset_id": str(self.config.dataset_id),
             "dataset_hash": str(self.config.dataset_hash),
-            "o2o.algorithm": type(self).__name__.removesuffix("Algorithm").lower(),
+            "o2o.algorithm": self.config.algorithm_name,
             "phase": phase.name if phase else "done",
         }
         result["done"] = finished
@@ -851,6 +883,22 @@ class O2OAlgorithm(Algorithm):
         seeds = evaluation_seeds(self.config.seed, self.config.evaluation_duration)
         context = EnvContext(self.config.env_config, worker_index=0)
         return evaluate_policy(self.env_runner.module, lambda: self.env_creator(context), seeds).result()
+
+    def _record_distributions(self, with_histograms: bool) -> dict[str, dict[str, list]]:
+        """The learner's recorded distributions (`O2OLearner.drain_distributions`): each one's
+        mean and standard deviation as metrics, and on an evaluated iteration its histogram
+        (`DISTRIBUTION_BINS` bins over its range), which the tracking callback files as an
+        artifact of the run."""
+        histograms = {}
+        for name, (values, (low, high)) in self._learner("drain_distributions").items():
+            if len(values) == 0:
+                continue
+            self._metrics[f"{name}_mean"] = float(np.mean(values))
+            self._metrics[f"{name}_std"] = float(np.std(values))
+            if with_histograms:
+                counts, edges = np.histogram(np.clip(values, low, high), DISTRIBUTION_BINS, (low, high))
+                histograms[name] = {"edges": edges.tolist(), "counts": counts.tolist()}
+        return histograms
 
     def _record_evaluation(self, evaluation: Mapping[str, Any]) -> None:
         """The score, and what reproduces it: the episodes run and the first one's reset seed

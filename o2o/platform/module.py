@@ -50,6 +50,11 @@ class O2OModule(TorchRLModule, InferenceOnlyAPI):
         super().__init__(*args, **kwargs)
         self.obs_normalizer = ObservationNormalizer(int(np.prod(self.observation_space.shape)))
 
+    def policy_input_dim(self) -> int:
+        """Width of the policy's input: the state's here. A method that conditions its policy on
+        more than the state widens it (FamO2O appends the encoded balance coefficient)."""
+        return int(np.prod(self.observation_space.shape))
+
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy's actions (B, act) for standardized states (B, obs): what
         evaluation scores."""

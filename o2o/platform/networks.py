@@ -10,7 +10,8 @@ log-likelihood of dataset actions is exact, and a deterministic tanh actor (TD3 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -169,6 +170,21 @@ class DeterministicActor(nn.Module):
         if clip is not None:
             noise = noise.clamp(-clip, clip)
         return (action + noise).clamp(-1.0, 1.0)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` with its parameters read as constants: gradients flow through it to its inputs
+    but not into its weights, so a loss that reads one network to train another (FamO2O's
+    balance model through the policy) shares a backward pass with nothing it should not touch."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 @torch.no_grad()

@@ -10,7 +10,13 @@ which is robust to a few outlier runs. Learning curves are one PNG per dataset: 
 against env steps after the hand-off (offline updates before it, as negatives), with a 95% CI
 band (min–max with two seeds or fewer), one line per algorithm.
 
-``report.html`` puts all of it on one self-contained page (inline CSS, curves as PNG data URIs,
+Where a method logs histograms during training (``o2o_histograms``, see o2o.platform.tracking;
+FamO2O's ``online/beta``, the balance coefficients its policy chose), each (algorithm, dataset)
+gets one heatmap per histogram name, from one run, the lowest seed that logged it: x the step,
+y the bins, colour each step's share of its counts, so a shift of the distribution over
+training shows whatever the number of states behind each step.
+
+``report.html`` puts all of it on one self-contained page (inline CSS, figures as PNG data URIs,
 no scripts, nothing fetched) with a per-trial table whose run ids link to the MLflow UI, so a
 report can be opened from disk or mailed as a single file.
 
@@ -25,9 +31,14 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
+import os
 import re
 import shlex
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -35,17 +46,18 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import to_hex
+from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 from mlflow.entities import Run
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from rliable import library as rly
 from rliable import metrics as rly_metrics
 from scipy import stats
 
-from o2o.platform.tracking import TAG_SWEEP
+from o2o.platform.tracking import HISTOGRAMS, TAG_SWEEP
 
 TAG_ALGORITHM = "o2o.algorithm"
 TAG_DATASET = "dataset_id"
@@ -72,6 +84,9 @@ class ScoreRow:
     """Mean over the seeds of their last evaluation before the online phase, the policy that
     fine-tuning starts from; None unless every seed has one (RLPD-style SAC has no offline
     phase; runs logged without the engine's counters cannot tell the phases apart)."""
+    offline_ci_low: float | None = None
+    offline_ci_high: float | None = None
+    """The 95% interval of `offline_end`, bootstrapped over seeds as the final score's is."""
 
 
 @dataclass
@@ -91,16 +106,36 @@ class TrialRow:
 
 
 @dataclass
+class HistogramFigure:
+    """One heatmap of a logged histogram over training steps, and the run it was drawn from."""
+
+    algorithm: str
+    dataset: str
+    seed: str
+    name: str
+    """The histogram's name as the method logged it (``online/beta``)."""
+    run_id: str
+    n_steps: int
+    """How many logged steps, one column each."""
+    path: Path
+
+
+@dataclass
 class Report:
     """A built report and the files it wrote."""
 
     rows: list[ScoreRow]
     iqm: dict[str, tuple[float, float, float]]
     """algorithm → (IQM, CI low, CI high) over all its datasets × seeds."""
+    iqm_offline: dict[str, tuple[float, float, float]]
+    """The same at the offline end, for algorithms whose every run has one."""
     curve_paths: list[Path]
     table_path: Path
     trials: list[TrialRow]
     html_path: Path
+    histograms: list[HistogramFigure]
+    """One per (algorithm, dataset, histogram name) that some counted run logged; none when no
+    method logged histograms."""
 
 
 @dataclass
@@ -128,8 +163,9 @@ def build_report(
 
     `sweep` keeps only runs tagged with that sweep name; `include_unfinished` also counts runs
     that are still running or failed (a preview of a sweep in progress). Writes ``scores.md``,
-    ``scores.csv``, ``curve_<dataset>.png`` and ``report.html``; raises ValueError when there is
-    nothing to report or the MLflow store cannot be read.
+    ``scores.csv``, ``curve_<dataset>.png``, ``histogram_<algorithm>_<dataset>_<name>.png`` for
+    the histograms runs logged, and ``report.html``; raises ValueError when there is nothing to
+    report or the MLflow store cannot be read.
     """
     experiment_id, series, trials = _load_runs(
         tracking_uri, experiment, metric, sweep, include_unfinished
@@ -140,6 +176,7 @@ def build_report(
 
     rows = [_score_row(a, d, groups[(a, d)]) for a, d in sorted(groups)]
     iqm = _iqm(groups)
+    iqm_offline = _iqm(groups, at_offline_end=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _colors(sorted({a for a, _ in groups}))
@@ -147,16 +184,19 @@ def build_report(
         _plot_curves(dataset, groups, metric, colors, out_dir)
         for dataset in sorted({d for _, d in groups})
     ]
+    histograms = _plot_histograms(tracking_uri, trials, out_dir)
     report = Report(
-        rows, iqm, curve_paths, out_dir / "scores.md", trials, out_dir / "report.html"
+        rows, iqm, iqm_offline, curve_paths, out_dir / "scores.md", trials, out_dir / "report.html", histograms
     )
     report.table_path.write_text(format_table(report))
     with (out_dir / "scores.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["algorithm", "dataset", "n_seeds", "offline_end", "mean", "ci_low", "ci_high"])
+        writer.writerow(
+            ["algorithm", "dataset", "n_seeds", "offline_end", "offline_ci_low", "offline_ci_high", "mean", "ci_low", "ci_high"]
+        )
         for r in rows:
-            offline_end = "" if r.offline_end is None else r.offline_end
-            writer.writerow([r.algorithm, r.dataset, r.n_seeds, offline_end, r.mean, r.ci_low, r.ci_high])
+            offline = ["" if v is None else v for v in (r.offline_end, r.offline_ci_low, r.offline_ci_high)]
+            writer.writerow([r.algorithm, r.dataset, r.n_seeds, *offline, r.mean, r.ci_low, r.ci_high])
     title = _Title(experiment, experiment_id, sweep, metric, tracking_uri, include_unfinished)
     report.html_path.write_text(_format_html(report, title, colors), encoding="utf-8")
     return report
@@ -165,7 +205,7 @@ def build_report(
 def format_table(report: Report) -> str:
     """The report's markdown tables: score per (algorithm, dataset), then IQM per algorithm."""
     lines = [
-        "| algorithm | dataset | seeds | offline end | score mean [95% CI] |",
+        "| algorithm | dataset | seeds | offline end [95% CI] | score mean [95% CI] |",
         "|---|---|---:|---:|---|",
         *(
             f"| {r.algorithm} | {r.dataset} | {r.n_seeds} | {_offline_end(r)} | "
@@ -176,10 +216,10 @@ def format_table(report: Report) -> str:
     if report.iqm:
         lines += [
             "",
-            "| algorithm | IQM over datasets × seeds [95% CI] |",
-            "|---|---|",
+            "| algorithm | IQM over datasets × seeds [95% CI] | at the offline end |",
+            "|---|---|---|",
             *(
-                f"| {algorithm} | {value:.1f} [{low:.1f}, {high:.1f}] |"
+                f"| {algorithm} | {value:.1f} [{low:.1f}, {high:.1f}] | {_interval(report.iqm_offline.get(algorithm))} |"
                 for algorithm, (value, low, high) in sorted(report.iqm.items())
             ),
         ]
@@ -187,7 +227,12 @@ def format_table(report: Report) -> str:
 
 
 def _offline_end(row: ScoreRow) -> str:
-    return "—" if row.offline_end is None else f"{row.offline_end:.1f}"
+    return _interval(None if row.offline_end is None else (row.offline_end, row.offline_ci_low, row.offline_ci_high))
+
+
+def _interval(estimate: tuple[float, float, float] | None) -> str:
+    """"value [low, high]", or "—" where there is no estimate."""
+    return "—" if estimate is None else f"{estimate[0]:.1f} [{estimate[1]:.1f}, {estimate[2]:.1f}]"
 
 
 def mlflow_ui(tracking_uri: str) -> tuple[str, str | None]:
@@ -298,37 +343,56 @@ def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) ->
             return runs
 
 
-def _score_row(algorithm: str, dataset: str, group: list[_Series]) -> ScoreRow:
-    """Mean of the runs' final scores with a 95% percentile-bootstrap CI over seeds, and the mean
-    of their scores at the offline phase's end."""
-    finals = np.array([s.values[-1] for s in group])
-    mean = float(finals.mean())
-    offline = [s.values[s.steps <= 0][-1] for s in group if s.from_handoff and (s.steps <= 0).any()]
-    offline_end = float(np.mean(offline)) if offline and len(offline) == len(group) else None
-    if len(finals) == 1:
-        return ScoreRow(algorithm, dataset, 1, mean, mean, mean, offline_end)
+def _offline_score(series: _Series) -> float | None:
+    """The run's last score before the online phase; None without one."""
+    before = series.values[series.steps <= 0] if series.from_handoff else []
+    return float(before[-1]) if len(before) else None
+
+
+def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean with its 95% percentile-bootstrap interval over seeds (one seed: the value thrice)."""
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, mean, mean
     ci = stats.bootstrap(
-        (finals,),
+        (values,),
         np.mean,
         confidence_level=CONFIDENCE,
         n_resamples=BOOTSTRAP_RESAMPLES,
         method="percentile",
         rng=np.random.default_rng(BOOTSTRAP_SEED),
     ).confidence_interval
-    return ScoreRow(algorithm, dataset, len(finals), mean, float(ci.low), float(ci.high), offline_end)
+    return mean, float(ci.low), float(ci.high)
 
 
-def _iqm(groups: dict[tuple[str, str], list[_Series]]) -> dict[str, tuple[float, float, float]]:
-    """Per algorithm, IQM of final scores over a (seeds × datasets) matrix with rliable CIs.
+def _score_row(algorithm: str, dataset: str, group: list[_Series]) -> ScoreRow:
+    """Mean of the runs' final scores with a 95% percentile-bootstrap CI over seeds, and the same
+    of their scores at the offline phase's end where every run has one."""
+    finals = np.array([s.values[-1] for s in group])
+    offline = [_offline_score(s) for s in group]
+    start = _mean_ci(np.array(offline)) if all(v is not None for v in offline) else (None, None, None)
+    return ScoreRow(algorithm, dataset, len(finals), *_mean_ci(finals), *start)
+
+
+def _iqm(
+    groups: dict[tuple[str, str], list[_Series]], at_offline_end: bool = False
+) -> dict[str, tuple[float, float, float]]:
+    """Per algorithm, IQM of final scores (or of the scores at the offline end, for algorithms
+    whose every run has one) over a (seeds × datasets) matrix with rliable CIs.
 
     rliable's stratified bootstrap needs one score per (seed, dataset), so only seeds that
     finished on every dataset of the algorithm enter the matrix. Each algorithm's bootstrap
     starts from the same seed: the same runs give the same interval, whichever other
     algorithms share the experiment.
     """
-    by_algorithm: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    by_algorithm: dict[str, dict[str, dict[str, float | None]]] = defaultdict(dict)
     for (algorithm, dataset), group in groups.items():
-        by_algorithm[algorithm][dataset] = {s.seed: float(s.values[-1]) for s in group}
+        by_algorithm[algorithm][dataset] = {
+            s.seed: _offline_score(s) if at_offline_end else float(s.values[-1]) for s in group
+        }
+    incomplete = {a for a, per_dataset in by_algorithm.items() for scores in per_dataset.values() if None in scores.values()}
+    for algorithm in incomplete:
+        del by_algorithm[algorithm]
     matrices = {}
     for algorithm, per_dataset in by_algorithm.items():
         seeds = sorted(set.intersection(*(set(scores) for scores in per_dataset.values())))
@@ -432,6 +496,84 @@ def _curve_band(group: list[_Series]) -> tuple[np.ndarray, ...]:
     return steps, mean, ci.low, ci.high
 
 
+def _plot_histograms(tracking_uri: str, trials: list[TrialRow], out_dir: Path) -> list[HistogramFigure]:
+    """Heatmaps of the histograms of each (algorithm, dataset), from its counted run of the
+    lowest seed that logged any: one run, since an average over seeds would blur each run's own
+    shift over training into a mixture that no run went through."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    figures: list[HistogramFigure] = []
+    done: set[tuple[str, str]] = set()
+    for trial in trials:  # sorted by algorithm, dataset, then seed
+        if not trial.counted or (trial.algorithm, trial.dataset) in done:
+            continue
+        histograms = _load_histograms(client, trial.run_id)
+        if histograms:
+            done.add((trial.algorithm, trial.dataset))
+            figures += [
+                _plot_histogram(trial, name, steps, out_dir) for name, steps in sorted(histograms.items())
+            ]
+    return figures
+
+
+@contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """MLflow without its per-download progress bars, which would bury the report's table."""
+    before = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name]
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = before
+
+
+def _load_histograms(client: MlflowClient, run_id: str) -> dict[str, list[dict]]:
+    """A run's histogram artifacts: name → its logged ``{"step", "edges", "counts"}``, by step."""
+    if not client.list_artifacts(run_id, HISTOGRAMS):
+        return {}
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        local = Path(client.download_artifacts(run_id, HISTOGRAMS, tmp))
+        payloads = [json.loads(path.read_text()) for path in local.glob("*/*.json")]
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for payload in payloads:
+        by_name[payload["name"]].append(payload)
+    return {name: sorted(steps, key=lambda p: p["step"]) for name, steps in by_name.items()}
+
+
+def _plot_histogram(trial: TrialRow, name: str, steps: list[dict], out_dir: Path) -> HistogramFigure:
+    """One PNG: a column per logged step, spanning halfway to its neighbours (logging need not be
+    regular), split at that step's own bin edges and coloured by each bin's share of the step's
+    counts; shares, not counts, so that steps with more states do not outshine the others."""
+    x = _column_edges([p["step"] for p in steps])
+    shares = [np.asarray(p["counts"], dtype=float) / max(sum(p["counts"]), 1) for p in steps]
+    norm = Normalize(0.0, max(float(share.max()) for share in shares) or 1.0)
+    figure = Figure(figsize=(6, 4), dpi=120, layout="constrained")
+    axes = figure.subplots()
+    for i, (payload, share) in enumerate(zip(steps, shares)):
+        mesh = axes.pcolormesh(x[i : i + 2], payload["edges"], share[:, None], cmap="viridis", norm=norm)
+    figure.colorbar(mesh, ax=axes, label="share of the step's counts")
+    axes.set_title(f"{trial.algorithm} · {trial.dataset} · seed {trial.seed}\n{name}")
+    axes.set_xlabel("MLflow step (o2o_step)")
+    axes.xaxis.set_major_formatter(EngFormatter(sep=""))
+    axes.set_ylabel(f"{name} bins")
+    stem = f"histogram_{trial.algorithm}_{trial.dataset}_{name}"
+    path = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}.png"
+    figure.savefig(path)
+    return HistogramFigure(trial.algorithm, trial.dataset, trial.seed, name, trial.run_id, len(steps), path)
+
+
+def _column_edges(steps: Sequence[float]) -> np.ndarray:
+    """Boundaries of one column per step: midway between neighbours, the outer ones as far out
+    as their inner half (a lone step gets width 1)."""
+    centres = np.asarray(steps, dtype=float)
+    if len(centres) == 1:
+        return centres[0] + np.array([-0.5, 0.5])
+    middle = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+
+
 @dataclass
 class _Title:
     """What the HTML page says about where its numbers come from."""
@@ -461,9 +603,7 @@ def _format_html(report: Report, title: _Title, colors: dict[str, str]) -> str:
     ]
     datasets = sorted({r.dataset for r in report.rows})  # the order of report.curve_paths
     curves = "\n".join(
-        f'<figure><img alt="learning curves on {escape(dataset)}" '
-        f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
-        "</figure>"
+        f'<figure><img alt="learning curves on {escape(dataset)}" src="{_png_uri(path)}"></figure>'
         for dataset, path in zip(datasets, report.curve_paths, strict=True)
     )
     ui_note = (
@@ -505,16 +645,47 @@ seeds or fewer).</p>
 {curves}
 </div>
 </section>
+{_distributions_section(report.histograms, ui, title.experiment_id)}
 <section>
 <h2>Trials</h2>
 <p class="note">{ui_note}</p>
 {_trial_table(report.trials, ui, title.experiment_id)}
 </section>
 <footer>Written by <code>o2o report</code> beside <code>scores.md</code>, <code>scores.csv</code>
-and the curve PNGs. Tracking store <code>{escape(title.tracking_uri)}</code>.</footer>
+and the PNGs of its figures. Tracking store <code>{escape(title.tracking_uri)}</code>.</footer>
 </body>
 </html>
 """
+
+
+def _png_uri(path: Path) -> str:
+    """A PNG file as a data URI, so the page carries its figures."""
+    return f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _distributions_section(histograms: list[HistogramFigure], ui: str, experiment_id: str) -> str:
+    """The histogram heatmaps, each captioned with what it shows and the run it comes from
+    (linked to the MLflow UI); nothing when no run logged histograms."""
+    if not histograms:
+        return ""
+    figures = "\n".join(
+        f'<figure><img alt="{escape(h.name)} of {escape(h.algorithm)} on {escape(h.dataset)}" '
+        f'src="{_png_uri(h.path)}"><figcaption>Share of each step\'s counts per bin of '
+        f"<code>{escape(h.name)}</code> over {h.n_steps} logged steps: {escape(h.algorithm)} on "
+        f"{escape(h.dataset)}, seed {escape(h.seed)}, run "
+        f'<a href="{escape(f"{ui}/#/experiments/{experiment_id}/runs/{h.run_id}")}">'
+        f"<code>{escape(h.run_id)}</code></a>.</figcaption></figure>"
+        for h in histograms
+    )
+    return f"""<section>
+<h2>Distributions</h2>
+<p class="note">Histograms a method logged during training (FamO2O: the balance coefficient β its
+policy chose in the states it visited), one run per algorithm and dataset, the lowest seed that
+logged them: x the MLflow step, y the bins, colour each step's share of its counts.</p>
+<div class="curves">
+{figures}
+</div>
+</section>"""
 
 
 def _swatch(algorithm: str, colors: dict[str, str]) -> str:
@@ -541,7 +712,7 @@ def _score_table(rows: list[ScoreRow], colors: dict[str, str]) -> str:
                 cells.append('<td class="missing">—</td>')
                 continue
             mark = ' class="best"' if r.mean == best[dataset] else ""
-            start = "" if r.offline_end is None else f'<span class="start">offline end {r.offline_end:.1f} →</span> '
+            start = "" if r.offline_end is None else f'<span class="start">offline end {_offline_end(r)} →</span> '
             cells.append(
                 f'<td{mark}>{start}<span class="mean">{r.mean:.1f}</span> '
                 f'<span class="ci">[{r.ci_low:.1f}, {r.ci_high:.1f}]</span> '
@@ -655,6 +826,7 @@ thead th { background: var(--soft); font-weight: 600; font-size: 13px; }
   gap: 16px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 6px; }
 figure img { width: 100%; height: auto; display: block; }
+figcaption { color: var(--muted); font-size: 12.5px; padding: 4px 2px 0; }
 .trials { font-size: 13.5px; }
 .trials td { padding: 4px 12px; border-bottom-color: #eaeef2; }
 .trials tr:not(.first) td:nth-child(-n+2) { color: #aab1b9; }

@@ -8,11 +8,18 @@ Contract with the engine, which writes three keys into every training result:
 - ``result["o2o"]``: flat ``{metric name: float}`` (``eval/normalized_score``, ``offline/…``,
   ``online/…``, ``perf/…``) — the only metrics logged; the rest of RLlib's result is not;
 - ``result["o2o_step"]``: a global monotone step (every update + every env step), MLflow's step;
-- ``result["o2o_tags"]``: ``{tag: str}`` (dataset id and hash, phase), set when they change.
+- ``result["o2o_tags"]``: ``{tag: str}`` (dataset id and hash, phase), set when they change;
+
+and one key that a method sends only on the iterations it has something to show:
+
+- ``result["o2o_histograms"]``: ``{name: {"edges": [n + 1 ascending floats], "counts": [n ints]}}``
+  (FamO2O's ``online/beta``: the balance coefficients its policy chose in that iteration's
+  states), each logged as the JSON artifact ``histograms/<name, "/" as ".">/<step, 10 digits>.json``
+  holding ``{"name", "step", "edges", "counts"}``, which ``o2o report`` draws as a heatmap over steps.
 
 A trial that Tune restarts after a failure, or that a resumed sweep picks up with a new driver,
 continues the same MLflow run (found by its ``o2o.trial_id`` tag), and steps at or below the
-last one logged are dropped, so replayed iterations never duplicate points.
+last one logged are dropped, so replayed iterations never duplicate points or histograms.
 """
 
 from __future__ import annotations
@@ -38,9 +45,17 @@ SECRET_NAME = re.compile(r"token|secret|password|credential", re.IGNORECASE)
 
 TAG_SWEEP = "o2o.sweep"
 TAG_TRIAL_ID = "o2o.trial_id"
+HISTOGRAMS = "histograms"
+"""The artifact folder of a run's histograms, one subfolder per histogram name."""
 
 FIRST_CONTACT_TIMEOUT_S = 10
 """Seconds a tracking server has to answer o2o's first request before its URI is refused."""
+
+
+def histogram_artifact(name: str, step: int) -> str:
+    """Where a run keeps histogram `name` at `step`: one folder per name ("/" would nest
+    folders, so it becomes "."), one file per step, zero-padded so names sort as steps do."""
+    return f"{HISTOGRAMS}/{name.replace('/', '.')}/{step:010d}.json"
 
 
 def check_server(uri: str) -> None:
@@ -60,6 +75,23 @@ def check_server(uri: str) -> None:
             MlflowClient(uri).search_experiments(max_results=1)
         except MlflowException as exc:
             raise ValueError(" ".join(str(exc).split())) from None
+
+
+def _histogram_payload(
+    name: str, step: int, histogram: Mapping[str, Sequence[float]], trial_id: str
+) -> dict[str, Any]:
+    """The JSON a histogram is kept as; ValueError naming it and its trial unless it has n + 1
+    ascending edges around n counts (the report draws bins from consecutive edges)."""
+    edges = [float(e) for e in histogram.get("edges", ())]
+    counts = [int(c) for c in histogram.get("counts", ())]
+    if not counts or len(edges) != len(counts) + 1:
+        raise ValueError(
+            f"trial {trial_id}: histogram {name!r} at step {step} has {len(edges)} 'edges' for "
+            f"{len(counts)} 'counts'; it needs at least one count and one edge more than counts"
+        )
+    if any(low >= high for low, high in zip(edges, edges[1:])):
+        raise ValueError(f"trial {trial_id}: histogram {name!r} at step {step} has edges that do not ascend")
+    return {"name": name, "step": step, "edges": edges, "counts": counts}
 
 
 @dataclass
@@ -147,21 +179,29 @@ class MLflowTracker(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        """Log the result's ``o2o`` metrics at ``o2o_step``, skipping steps already logged."""
+        """Log the result's ``o2o`` metrics and ``o2o_histograms`` at ``o2o_step``, skipping
+        steps already logged; a malformed histogram is refused before anything is logged."""
         metrics = result.get("o2o")
-        if not metrics:
+        histograms = result.get("o2o_histograms") or {}
+        if not metrics and not histograms:
             return
         if "o2o_step" not in result:
-            raise ValueError(f"trial {trial.trial_id}: result has 'o2o' metrics but no 'o2o_step'")
+            raise ValueError(f"trial {trial.trial_id}: result has 'o2o' data but no 'o2o_step'")
         state = self._runs[trial.trial_id]
         step = int(result["o2o_step"])
         tags = {k: str(v) for k, v in result.get("o2o_tags", {}).items()}
         changed = {k: v for k, v in tags.items() if state.tags.get(k) != v}
         if step <= state.last_step and not changed:
             return
+        if step > state.last_step:
+            payloads = [_histogram_payload(n, step, h, trial.trial_id) for n, h in histograms.items()]
+            # Before the metrics: a restart finds its last step from the metrics, so a driver
+            # that dies in between replays this step and rewrites the same files.
+            for payload in payloads:
+                self.client.log_dict(state.run_id, payload, histogram_artifact(payload["name"], step))
         now = int(time.time() * 1000)
         points = (
-            [Metric(k, float(v), now, step) for k, v in metrics.items()]
+            [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
             if step > state.last_step
             else []
         )

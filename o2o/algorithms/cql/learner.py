@@ -111,8 +111,8 @@ class CQLLearner(SACLearner):
         k, act_dim = hp.num_sampled_actions, actions.shape[-1]
         alpha = net.log_alpha.exp().detach()
         with torch.no_grad():
-            current_actions, current_logp = net.actor.sample(repeat_states(obs, k))
-            next_actions, next_logp = net.actor.sample(repeat_states(batch["new_obs"], k))
+            current_actions, current_logp = net.actor.sample(self.policy_obs(repeat_states(obs, k)))
+            next_actions, next_logp = net.actor.sample(self.policy_obs(repeat_states(batch["new_obs"], k)))
             next_q, next_q_logp = self.next_action_value(batch["new_obs"], next_actions, next_logp)
             backup_alpha = alpha if hp.backup_entropy else 0.0
             target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_q_logp, backup_alpha, hp.gamma)

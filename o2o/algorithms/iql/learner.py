@@ -31,8 +31,11 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target).pow(2).mean(-1).sum()
 
 
-def awr_loss(log_prob: torch.Tensor, advantage: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
-    """Eq. 7: L_π = −E[ min(exp(β(Q̂ − V)), max_weight) · log π(a|s) ]."""
+def awr_loss(
+    log_prob: torch.Tensor, advantage: torch.Tensor, temperature: float | torch.Tensor, max_weight: float
+) -> torch.Tensor:
+    """Eq. 7: L_π = −E[ min(exp(β(Q̂ − V)), max_weight) · log π(a|s) ]; β a scalar or one per
+    transition."""
     weight = torch.exp(temperature * advantage).clamp(max=max_weight)
     return -(weight * log_prob).mean()
 
@@ -62,6 +65,11 @@ class IQLLearner(O2OLearner):
         method that fits other actions overrides this (PEX: its composite policy's)."""
         return batch["actions"], {}
 
+    def awr_temperature(self) -> float | torch.Tensor:
+        """β of eq. 7's weight exp(β(Q̂ − V)): the config's `temperature`, or one per transition
+        of the minibatch (B,) for a method that varies it (FamO2O: the balance coefficient)."""
+        return self.hp.temperature
+
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         net, hp = self.net, self.hp
         obs, actions = batch["obs"], batch["actions"]
@@ -75,7 +83,7 @@ class IQLLearner(O2OLearner):
         q = net.critic(obs, actions)
         q_loss = critic_loss(q, td_target)
         advantage = q_fitted - v.detach()
-        actor_loss = awr_loss(net.actor.log_prob(obs, fitted), advantage, hp.temperature, hp.max_weight)
+        actor_loss = awr_loss(net.actor.log_prob(self.policy_obs(obs), fitted), advantage, self.awr_temperature(), hp.max_weight)
 
         self.actor_group["lr"] = self.actor_lr()
         self.optimizer.zero_grad(set_to_none=True)

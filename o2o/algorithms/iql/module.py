@@ -18,7 +18,7 @@ class IQLModule(O2OModule):
         act_dim = self.action_space.shape[0]
         hidden = self.model_config["hidden_sizes"]
         critic_hidden = self.model_config["critic_hidden_sizes"]
-        self.actor = GaussianActor(obs_dim, act_dim, hidden, self.model_config.get("actor_dropout", 0.0))
+        self.actor = GaussianActor(self.policy_input_dim(), act_dim, hidden, self.model_config.get("actor_dropout", 0.0))
         if not self.inference_only:
             self.value = mlp(obs_dim, critic_hidden, 1)
             self.critic = QEnsemble(

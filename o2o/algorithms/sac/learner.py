@@ -80,12 +80,17 @@ class SACLearner(O2OLearner):
         ã ~ π(·|s), and log π(ã|s) (detached, for the entropy metric). Shared with CQL and
         Cal-QL, whose actor and temperature are SAC's."""
         net = self.net
-        actions, logp = net.actor.sample(obs)
+        actions, logp = net.actor.sample(self.policy_obs(obs))
         q_all = net.critic(obs, actions, detach_params=True)
         q_pi = q_all.min(0).values if self.hp.actor_q_reduction == "min" else q_all.mean(0)
-        pi_loss = actor_loss(logp, q_pi, alpha)
+        pi_loss = self.actor_objective(logp, q_pi, alpha)
         alpha_loss = temperature_loss(net.log_alpha, logp.detach(), self.target_entropy)
         return pi_loss, alpha_loss, logp.detach()
+
+    def actor_objective(self, logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The actor's loss from log π(ã|s) and Q(s, ã) (B,): eq. 7 here; FamO2O weighs Q by
+        each state's balance coefficient."""
+        return actor_loss(logp, q_pi, alpha)
 
     def reduce_target(self, q_next: torch.Tensor) -> torch.Tensor:
         """The TD target's value of the target critics (N, B) → (B,): their minimum (RLPD: of a
@@ -104,7 +109,7 @@ class SACLearner(O2OLearner):
         obs = batch["obs"]
         alpha = net.log_alpha.exp().detach()
         with torch.no_grad():
-            next_actions, next_logp = net.actor.sample(batch["new_obs"])
+            next_actions, next_logp = net.actor.sample(self.policy_obs(batch["new_obs"]))
             q_next = net.critic_target(batch["new_obs"], next_actions)
             target = soft_td_target(batch["rewards"], batch["terminateds"], self.reduce_target(q_next), next_logp, alpha, hp.gamma)
         q = net.critic(obs, batch["actions"])

@@ -19,7 +19,7 @@ class SACModule(O2OModule):
         act_dim = self.action_space.shape[0]
         hidden = self.model_config["hidden_sizes"]
         critic_hidden = self.model_config["critic_hidden_sizes"]
-        self.actor = TanhGaussianActor(obs_dim, act_dim, hidden)
+        self.actor = TanhGaussianActor(self.policy_input_dim(), act_dim, hidden)
         if not self.inference_only:
             self.critic = QEnsemble(
                 self.model_config["num_critics"], obs_dim + act_dim, critic_hidden, self.model_config["critic_layer_norm"]
