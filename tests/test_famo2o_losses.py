@@ -178,6 +178,8 @@ def test_defaults_follow_the_released_code() -> None:
         ),
         ("famo2o_cql", {"phase_overrides": {"online": {"beta_range": [1.0, 2.0]}}}, "cannot change beta_range"),
         ("famo2o_iql", {"balance_lr": 0.0}, "balance_lr and balance_temperature_lr must be > 0"),
+        ("famo2o_cql", {"initial_balance_temperature": 0.5}, "initial_balance_temperature cannot take effect with balance_target_entropy None"),
+        ("famo2o_iql", {"balance_target_entropy": None, "phase_overrides": {"online": {"balance_temperature_lr": 1e-4}}}, "balance_temperature_lr cannot take effect"),
     ],
 )
 def test_settings_that_cannot_take_effect_are_refused(name: str, training: dict, message: str) -> None:

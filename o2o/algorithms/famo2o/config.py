@@ -10,6 +10,10 @@ BETA_SOURCES = ("uniform", "balance")
 """Where the β the universal policy trains with comes from: U[β_lo, β_hi] per transition
 (offline: the whole family is trained) or the balance model π_b(β|s) (online)."""
 
+TEMPERATURE_DEFAULTS = {"balance_temperature_lr": 3e-4, "initial_balance_temperature": 1.0}
+"""The balance temperature α_b's settings and their defaults (the authors'), refused where the
+balance loss has no entropy term for α_b to weigh."""
+
 
 class FamO2OConfig(O2OConfig):
     """Family Offline-to-Online RL (Wang et al. "Train Once, Get a Family: State-Adaptive
@@ -41,9 +45,9 @@ class FamO2OConfig(O2OConfig):
         """H̄ of π_b's automatic temperature α_b (IQL variant: −0.5, in the units of π_b's
         tanh-Gaussian on (−1, 1)); None: the balance loss has no entropy term and there is no α_b
         (the CQL variant)."""
-        self.balance_temperature_lr: float = 3e-4
+        self.balance_temperature_lr: float = TEMPERATURE_DEFAULTS["balance_temperature_lr"]
         """Adam step size of log α_b (authors: 3e-4)."""
-        self.initial_balance_temperature: float = 1.0
+        self.initial_balance_temperature: float = TEMPERATURE_DEFAULTS["initial_balance_temperature"]
         """α_b at the start (authors: 1.0)."""
         self.phase_overrides = {
             **self.phase_overrides,
@@ -75,6 +79,17 @@ class FamO2OConfig(O2OConfig):
             self._value_error(f"beta_encoding_base must be > 1, got {self.beta_encoding_base}")
         if self.initial_balance_temperature <= 0:
             self._value_error(f"initial_balance_temperature must be > 0, got {self.initial_balance_temperature}")
+        if self.balance_target_entropy is None:
+            unused = [
+                field
+                for field, default in TEMPERATURE_DEFAULTS.items()
+                if getattr(self, field) != default or any(field in o for o in self.phase_overrides.values())
+            ]
+            if unused:
+                self._value_error(
+                    f"{', '.join(unused)} cannot take effect with balance_target_entropy None: the balance "
+                    "loss has no entropy term and no temperature α_b (the CQL variant's); set a target entropy"
+                )
         for phase, config in [("", self), *((p, self.for_phase(p)) for p in self.phase_overrides)]:
             where = f" in phase_overrides[{phase!r}]" if phase else ""
             if config.beta_source not in BETA_SOURCES:
