@@ -194,7 +194,7 @@ CATALOGUE = [
     Bad("spec-typo-nested-key", lambda w: w.sweep(resources="{gpus: 1}"),
         "resources: unknown key 'gpus' (allowed: cpus_per_trial, gpus_per_trial, max_concurrent_trials)"),
     Bad("spec-unknown-algorithm", lambda w: w.sweep(algorithm="dqn"),
-        "algorithm: unknown algorithm 'dqn' (known: apl, awac, calql, cql, e2o, famo2o_cql, famo2o_iql, iql, pex, sac, spot, td3, td3bc)"),
+        "algorithm: unknown algorithm 'dqn' (known: apl, awac, calql, cql, e2o, famo2o_cql, famo2o_iql, iql, opt_spot, opt_td3bc, pex, sac, spot, td3, td3bc)"),
     Bad("spec-unknown-hyperparameter", lambda w: w.sweep(hyperparameters="{expectil: 0.7}"),
         "hyperparameters: unknown hyperparameter 'expectil' for iql; did you mean 'expectile'?"),
     Bad("spec-grid-key-also-fixed", lambda w: w.sweep(hyperparameters="{expectile: 0.7}", grid="{expectile: [0.7, 0.9]}"),

@@ -42,6 +42,10 @@ CONFORMANCE_TRAINING: dict[str, dict] = {
     # the conservative term offline, the weighted min-pair target, the uncertainty weight and
     # UCB exploration online.
     "e2o": {"num_critics": 3, "critic_hidden_sizes": [64, 64]},
+    # OPT collects 25k steps and pre-trains Q_on for 50k updates between offline and online;
+    # 50 steps and 100 updates run both phases here.
+    "opt_td3bc": {"collection_env_steps": 50, "pretraining_updates": 100},
+    "opt_spot": {"collection_env_steps": 50, "pretraining_updates": 100, "vae_pretrain_updates": 100},
 }
 """Per-algorithm settings for these tiny budgets, each with the reason it is needed."""
 
@@ -98,9 +102,11 @@ def test_learns_offline_hands_off_and_restores(name: str, hopper_random, tmp_pat
         assert td[-1] < td[0], f"TD error should fall over the offline phase: {td}"
 
         train_until(algo, "online")
+        collected = algo.env_steps  # by a method's own phases before online (OPT's collection)
+        assert replay(algo).n_online == collected
         result = algo.train()  # the first online iteration: the hand-off, then 50 env steps
-        assert result["o2o"]["counters/env_steps"] == 50
-        assert replay(algo).n_online == 50 and replay(algo).n_offline == 3000
+        assert result["o2o"]["counters/env_steps"] == collected + 50
+        assert replay(algo).n_online == collected + 50 and replay(algo).n_offline == 3000
         learner_state = algo.learner_group._learner.net.state_dict()
         runner_state = algo.env_runner.module.state_dict()
         assert runner_state, "the EnvRunner holds a module"
@@ -119,15 +125,15 @@ def test_learns_offline_hands_off_and_restores(name: str, hopper_random, tmp_pat
         for key, value in weights(restored).items():
             assert torch.equal(value, saved_weights[key]), f"restored weight {key} differs"
         np.testing.assert_array_equal(replay(restored).get_state()["online_rows"], saved_rows)
-        assert restored.current_phase.name == "online" and restored.env_steps == 50
+        assert restored.current_phase.name == "online" and restored.env_steps == collected + 50
         result = restored.train()
-        assert result["o2o"]["counters/env_steps"] == 100
+        assert result["o2o"]["counters/env_steps"] == collected + 100
         assert measured(result) == uninterrupted, "the restored trial continues as the uninterrupted one"
         for key, value in weights(restored).items():
             assert torch.equal(value, uninterrupted_weights[key]), f"weight {key} after the restore differs"
         rows = replay(restored).get_state()["online_rows"]
-        assert len(rows) == 100, "the continued trial appends to the restored buffer"
-        np.testing.assert_array_equal(rows[:50], saved_rows)
+        assert len(rows) == collected + 100, "the continued trial appends to the restored buffer"
+        np.testing.assert_array_equal(rows[: collected + 50], saved_rows)
     finally:
         restored.stop()
 

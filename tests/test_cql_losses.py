@@ -174,3 +174,30 @@ def test_phase_overrides_reach_the_losses_and_the_learning_rates() -> None:
     online = learner.run_updates(1, Sampling("offline"))
     assert not learner.hp.calibrate and online["cql_loss"] == 0.0, "online: α = 0 switches the term off"
     assert rates() == {"critic": 1e-3, "actor": 1e-4, "alpha": 3e-5, "cql_multiplier": 1e-3}
+
+
+def test_without_the_conservative_term_the_sampled_actions_are_not_drawn() -> None:
+    """CQL → SAC fine-tuning (α = 0 online) computes no conservative term: its 3K sampled actions
+    per state were most of an update's cost and weighed nothing. So the number of sampled actions
+    changes nothing there — not the update, nor the random stream after it — while with α > 0 it
+    changes the update."""
+    data = episodes(np.ones(40), np.repeat(np.arange(4), 10), np.tile(np.arange(10), 4), [9, 19, 29, 39])
+
+    def critic_after_two_updates(cql_alpha: float, num_sampled_actions: int) -> tuple[list[torch.Tensor], dict]:
+        config = (
+            CQLConfig()
+            .environment("Hopper-v5")
+            .training(train_batch_size_per_learner=16, cql_alpha=cql_alpha, num_sampled_actions=num_sampled_actions)
+            .debugging(seed=0)
+        )
+        learner = config.build_learner(env=gym.make("Hopper-v5"))
+        learner.build_replay(data, 11, 3)
+        learner.on_phase_start(Phase("online", 2, "env_steps"))
+        metrics = learner.run_updates(2, Sampling("offline"))
+        return [p.detach().clone() for p in learner.net.critic.parameters()], metrics
+
+    (few, metrics), (many, _) = critic_after_two_updates(0.0, 1), critic_after_two_updates(0.0, 10)
+    assert all(torch.equal(a, b) for a, b in zip(few, many))
+    assert metrics["cql_loss"] == 0.0 and "cql_gap" not in metrics
+    (few, _), (many, _) = critic_after_two_updates(1.0, 1), critic_after_two_updates(1.0, 10)
+    assert not all(torch.equal(a, b) for a, b in zip(few, many))

@@ -4,6 +4,7 @@ checked by hand. What every algorithm must do on the engine is in test_conforman
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -241,3 +242,11 @@ def test_a_phase_is_evaluated_before_the_next_phase_starts(hopper_random) -> Non
         assert events == ["start offline", "evaluate", "start online"], events
     finally:
         algo.stop()
+
+
+def test_an_offline_phase_without_a_dataset_is_refused() -> None:
+    """RLlib's `input_` defaults to "sampler" (no dataset), which an emptiness test let through."""
+    from o2o.algorithms.sac import SACConfig
+
+    with pytest.raises(ValueError, match=re.escape("an offline phase needs a dataset (config.offline_data(input_=...))")):
+        SACConfig().environment("Hopper-v5").o2o(offline_updates=10).validate()

@@ -37,6 +37,7 @@ def test_online_iterations_report_the_chosen_beta(hopper_random) -> None:
         unevaluated, evaluated = algo.train(), algo.train()  # iterations 2 and 3 (RLlib's interval)
         for result in (unevaluated, evaluated):
             assert 2.0 <= result["o2o"]["online/beta_mean"] <= 4.0 and result["o2o"]["online/beta_std"] > 0.0
+            assert "online/beta_value_corr" in result["o2o"], "β against the states' value, every online iteration"
         assert "o2o_histograms" not in unevaluated and "eval/return_mean" not in unevaluated["o2o"]
         histogram = evaluated["o2o_histograms"]["online/beta"]
         assert sum(histogram["counts"]) == 60, "one β per online state of the iteration"

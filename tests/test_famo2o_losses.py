@@ -148,11 +148,16 @@ def test_online_states_record_the_beta_the_policy_acted_with() -> None:
                "terminateds": rows.terminateds.astype(np.float32)}
     learner.add_online({k: v[:6] for k, v in columns.items()})
     learner.add_online({k: v[6:] for k, v in columns.items()})
+    summaries = learner.drain_summaries()
     values, span = learner.drain_distributions()["online/beta"]
     with torch.no_grad():
-        chosen = learner.net.balance.mode(torch.as_tensor(rows.obs)).numpy()
+        obs = torch.as_tensor(rows.obs)
+        chosen = learner.net.balance.mode(obs).numpy()
+        value = learner.net.critic_target(obs, learner.net.act(obs)).min(0).values.numpy()
     np.testing.assert_allclose(values, chosen, rtol=1e-6)
     assert span == (1.0, 5.0) and learner.drain_distributions() == {}, "drained"
+    assert summaries["online/beta_value_corr"] == pytest.approx(np.corrcoef(chosen, value)[0, 1], abs=1e-5)
+    assert learner.drain_summaries() == {}, "drained"
 
 
 def test_defaults_follow_the_released_code() -> None:

@@ -220,6 +220,43 @@ def test_runs_without_histograms_add_no_distributions(report) -> None:
     assert "Distributions" not in text and "<figcaption>" not in text
 
 
+def test_phase_timeline_of_each_algorithm_and_dataset(tmp_path: Path) -> None:
+    """A run tagged with its phases and logging the phase and wall time of each iteration gets a
+    timeline in the page: each phase's budget, iterations, steps, start and wall time, from the
+    lowest seed; runs that logged no phases get none (the fixture's)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("opt")
+    phases = '[["offline", 200, "updates"], ["online_collection", 100, "env_steps"], ["online_pretraining", 50, "updates"], ["online", 100, "env_steps"]]'
+    # o2o_step, phase index, iteration seconds; the collection and pre-training not evaluated.
+    iterations = [(100, 0, 10.0), (200, 0, 12.0), (250, 1, 3.0), (300, 1, 3.0), (350, 2, 30.0), (400, 3, 20.0), (500, 3, 25.0)]
+    for seed in (1, 0):
+        run = client.create_run(experiment_id, tags={"o2o.algorithm": "opt_td3bc", "dataset_id": "hopper-medium", "o2o.phases": phases})
+        metrics = [Metric(METRIC, 10.0 + seed, 0, step) for step in (200, 500)]
+        metrics += [Metric("counters/phase", index, 0, step) for step, index, _ in iterations]
+        metrics += [Metric("perf/iteration_s", seconds * (1 + seed), 0, step) for step, _, seconds in iterations]
+        client.log_batch(run.info.run_id, metrics=metrics, params=[Param("seed", str(seed))])
+        client.set_terminated(run.info.run_id)
+    built = build_report(uri, "opt", tmp_path / "out")
+    (timeline,) = built.timelines
+    assert (timeline.algorithm, timeline.seed) == ("opt_td3bc", "0")
+    laid_out = [(p.name, p.budget, p.unit, p.iterations, p.first_step, p.last_step, p.wall_s, p.start_s) for p in timeline.phases]
+    assert laid_out == [
+        ("offline", 200, "updates", 2, 100, 200, 22.0, 0.0),
+        ("online_collection", 100, "env_steps", 2, 250, 300, 6.0, 22.0),
+        ("online_pretraining", 50, "updates", 1, 350, 350, 30.0, 28.0),
+        ("online", 100, "env_steps", 2, 400, 500, 45.0, 58.0),
+    ]
+    text = built.html_path.read_text(encoding="utf-8")
+    assert "<h2>Phases</h2>" in text and "<code>online_pretraining</code>" in text
+    assert "50 updates" in text and "0:00:58" in text and "0:00:45" in text
+
+
+def test_runs_without_phases_add_no_timeline(report) -> None:
+    assert report.timelines == []
+    assert "<h2>Phases</h2>" not in report.html_path.read_text(encoding="utf-8")
+
+
 def test_markdown_and_csv_tables(report) -> None:
     text = report.table_path.read_text()
     assert text == format_table(report)
@@ -328,7 +365,7 @@ def test_html_page_shows_every_number(report) -> None:
         assert f"{r.mean:.1f}</span>" in text
         assert f"[{r.ci_low:.1f}, {r.ci_high:.1f}]" in text
         assert f"n={r.n_seeds}" in text
-    for value, low, high in report.iqm.values():
+    for value, low, high in [*report.iqm.values(), *report.iqm_offline.values()]:
         assert f"{value:.1f}</span>" in text and f"[{low:.1f}, {high:.1f}]" in text
     for dataset in ("hopper-medium", "walker2d-medium"):  # calql wins both
         best = next(r for r in report.rows if (r.algorithm, r.dataset) == ("calql", dataset))

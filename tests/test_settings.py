@@ -33,6 +33,8 @@ RATE_FIELDS: dict[str, dict[str, str]] = {
         "value": "lr", "critic": "lr", "actor": "lr", "balance": "balance_lr", "balance_temperature": "balance_temperature_lr",
     },
     "iql": {"value": "lr", "critic": "lr", "actor": "lr"},
+    "opt_spot": {"critic": "lr", "actor": "actor_lr", "vae": "vae_lr", "critic_online": "lr"},
+    "opt_td3bc": {"critic": "lr", "actor": "lr", "critic_online": "lr"},
     "pex": {"value": "lr", "critic": "lr", "actor": "lr"},
     "sac": {"critic": "lr", "actor": "lr", "alpha": "alpha_lr"},
     "spot": {"critic": "lr", "actor": "actor_lr", "vae": "vae_lr"},

@@ -43,8 +43,9 @@ How each registered method maps onto this engine (no special case lives in share
 - Cal-QL: its learner sets `needs_returns_to_go`; the engine adds a Monte-Carlo return column
   (`mc_returns`) to the store; its config's `phase_overrides["online"]` sets `calibrate: False`.
 - SPOT: its VAE behaviour model is part of its module, pretrained in a phase of its own that
-  does not train the policy (so it is not evaluated); `on_phase_start("online")` resets the
-  optimizers and starts the λ cooling schedule.
+  does not train the policy (so it is not evaluated: any phase counted in updates runs
+  `update_iteration` on dataset minibatches); `on_phase_start("online")` resets the optimizers,
+  and λ cools on the learner's env-step clock (`O2OLearner.phase_env_steps`).
 - Balanced replay: the `balanced` sampling rule, usable by any learner. The store keeps a
   priority per row in a sum tree and draws ∝ priority; the learner owns a
   `o2o.platform.balanced.BalancedReplay` (density-ratio network w(s, a) and its Adam, created at
@@ -66,11 +67,21 @@ How each registered method maps onto this engine (no special case lives in share
   `O2OLearner.policy_obs`; its balance model takes its own step before the base's update; β's
   source is a phase override (uniform offline, the balance model online); the β chosen online
   reaches MLflow through `O2OLearner.drain_distributions` as metrics and histograms.
+- OPT on TD3+BC and SPOT: a method on a base whose two phases between offline and online do
+  not train the policy: `online_collection` runs the engine's `collect_online` (env steps into
+  the replay, no update), `online_pretraining` is an update phase whose learner draws an online
+  minibatch beside the phase's dataset one. Fine-tuning reads κ's ramp off the learner's clock
+  and steers the base's actor through TD3's `actor_q` hook; Q_on joins the base's Adam through
+  `parameter_groups`.
+
+Every iteration reports the phase it ran (`counters/phase`, indexing the `o2o.phases` tag) and
+its wall time (`perf/iteration_s`), from which `o2o report` lays out each trial's phases.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -285,6 +296,12 @@ class O2OConfig(AlgorithmConfig):
         return config
 
     @property
+    def has_dataset(self) -> bool:
+        """Whether a trial of this config reads a dataset: RLlib's `input_` names one (its
+        default, "sampler", means none)."""
+        return bool(self.input_) and self.input_ != "sampler"
+
+    @property
     def module_class(self) -> type:
         """The method's RLModule class."""
         raise NotImplementedError
@@ -315,7 +332,7 @@ class O2OConfig(AlgorithmConfig):
         self._validate_evaluation()
         if self.offline_updates < 0 or self.online_env_steps < 0:
             self._value_error("budgets must be >= 0")
-        if self.offline_updates > 0 and not self.input_:
+        if self.offline_updates > 0 and not self.has_dataset:
             self._value_error("an offline phase needs a dataset (config.offline_data(input_=...))")
         if self.reward_normalization not in REWARD_NORMALIZATIONS:
             self._value_error(
@@ -323,6 +340,12 @@ class O2OConfig(AlgorithmConfig):
             )
         if self.sampling_rule not in SAMPLING_RULES:
             self._value_error(f"sampling_rule {self.sampling_rule!r} is not one of {SAMPLING_RULES}")
+        rules = [self.sampling_rule, *(o.get("sampling_rule") for o in self.phase_overrides.values())]
+        if "balanced" in rules and not self.has_dataset:
+            self._value_error(
+                "sampling_rule balanced weighs each row by how online it looks against the dataset: "
+                "it needs a dataset (config.offline_data(input_=...))"
+            )
         for field in ("hidden_sizes", "critic_hidden_sizes"):
             widths = getattr(self, field)
             if field == "critic_hidden_sizes" and widths is None:
@@ -426,6 +449,8 @@ class O2OLearner(TorchLearner):
         self.phase: Phase | None = None
         self.num_updates = 0
         self.phase_updates = 0
+        self.phase_start_env_steps = 0
+        """The env-step clock (`env_steps`) when the current phase began."""
         self.replay: ReplayStore | None = None
         self.sampling = Sampling("offline")
         """The rule the current update's minibatch was drawn by (set by `run_updates`)."""
@@ -507,6 +532,7 @@ class O2OLearner(TorchLearner):
         self.hp = self.config.for_phase(phase.name)
         self.phase = phase
         self.phase_updates = 0
+        self.phase_start_env_steps = self.env_steps
         self._apply_learning_rates()
 
     def learning_rates(self) -> dict[str, float]:
@@ -535,6 +561,18 @@ class O2OLearner(TorchLearner):
             data = {**data, "mc_returns": np.full(len(data["rewards"]), -np.inf, np.float32)}
         rows = self.transform(data)
         self.replay.add_online(rows, None if self.balancer is None else self.balancer.priorities_for(rows))
+
+    @property
+    def env_steps(self) -> int:
+        """The learner's env-step clock: online env steps whose rows it has received, over every
+        phase (a ring that overwrites old rows keeps counting); restored with the replay."""
+        return 0 if self.replay is None else self.replay.total_added
+
+    @property
+    def phase_env_steps(self) -> int:
+        """Env steps received since the current phase began: the clock of a schedule that runs
+        over a phase (SPOT's λ cooling, OPT's κ ramp)."""
+        return self.env_steps - self.phase_start_env_steps
 
     def online_transitions(self) -> int:
         """Online rows the store holds now (at most `online_buffer_capacity`): the engine reports
@@ -629,6 +667,12 @@ class O2OLearner(TorchLearner):
         where the iteration was evaluated. None here."""
         return {}
 
+    def drain_summaries(self) -> dict[str, float]:
+        """Scalars a method computed over what it recorded since the last call, by metric name
+        (FamO2O: how the β chosen in the online states correlates with their value); the engine
+        asks after every iteration and reports them as they are. None here."""
+        return {}
+
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict) -> Any:
         raise NotImplementedError("o2o learners update through run_updates(), not Learner.update()")
 
@@ -640,6 +684,7 @@ class O2OLearner(TorchLearner):
                 "num_updates": self.num_updates,
                 "phase": None if self.phase is None else vars(self.phase),
                 "phase_updates": self.phase_updates,
+                "phase_start_env_steps": self.phase_start_env_steps,
                 "torch_rng": torch.get_rng_state().numpy(),
                 "balanced": None if self.balancer is None else self.balancer.get_state(),
             }
@@ -659,6 +704,7 @@ class O2OLearner(TorchLearner):
             self._balancer().set_state(own["balanced"])
         self.num_updates = own["num_updates"]
         self.phase_updates = own["phase_updates"]
+        self.phase_start_env_steps = own["phase_start_env_steps"]
         torch.set_rng_state(torch.from_numpy(np.asarray(own["torch_rng"], dtype=np.uint8)))
 
 
@@ -760,15 +806,33 @@ class O2OAlgorithm(Algorithm):
             self._phase_ended = True  # the next phase starts in step(), after the evaluation
 
     def iterate(self, phase: Phase, remaining: int) -> int:
-        """One iteration of `phase`, at most `remaining` units; returns the units done."""
-        if phase.name == "offline":
-            n = min(self.hp.updates_per_iteration, remaining)
-            self._record("offline", self._learner("run_updates", n, Sampling("offline")))
-            self.updates += n
-            return n
-        if phase.name == "online":
-            return self._online_iteration(min(self.hp.env_steps_per_iteration, remaining))
-        raise NotImplementedError(f"{type(self).__name__} has no iteration for phase {phase.name!r}")
+        """One iteration of `phase`, at most `remaining` units; returns the units done. A phase
+        counted in updates trains on dataset minibatches (`update_iteration`); one counted in env
+        steps collects and trains (`online_iteration`). A method whose phase does otherwise
+        overrides this for that phase: OPT's collection runs `collect_online` alone."""
+        if phase.unit == "updates":
+            return self.update_iteration(phase, min(self.hp.updates_per_iteration, remaining))
+        return self.online_iteration(min(self.hp.env_steps_per_iteration, remaining))
+
+    def update_iteration(self, phase: Phase, updates: int, sampling: Sampling = Sampling("offline")) -> int:
+        """`updates` learner updates on minibatches drawn by `sampling`, no env step; their
+        metrics go under the phase's name."""
+        self._record(phase.name, self._learner("run_updates", updates, sampling))
+        self.updates += updates
+        return updates
+
+    def collect_online(self, steps: int) -> int:
+        """`steps` env steps with the EnvRunner's current policy (exploring, or uniform actions
+        within `random_steps`), their rows into the replay, and no update: the loop of a phase
+        that only collects (OPT's `online_collection`), and the collection half of every online
+        iteration."""
+        collected = self.env_runner.collect(steps, random_actions=self.env_steps < self.hp.random_steps)
+        self.completed_returns.extend(collected.episode_returns)
+        self._learner("add_online", collected.rows)
+        self.env_steps += steps
+        if self.completed_returns:
+            self._metrics["online/episode_return_mean"] = float(np.mean(self.completed_returns[-10:]))
+        return steps
 
     def online_sampling(self) -> Sampling:
         """The online minibatch rule now: the phase's rule, its dataset share annealed by env steps."""
@@ -779,17 +843,14 @@ class O2OAlgorithm(Algorithm):
             fraction += (cfg.offline_fraction_end - fraction) * progress
         return Sampling(cfg.sampling_rule, fraction)
 
-    def _online_iteration(self, steps: int) -> int:
+    def online_iteration(self, steps: int) -> int:
+        """`steps` env steps, `utd_ratio` updates per step once `learning_starts` rows are held,
+        the EnvRunner's weights synced every `weight_sync_interval` steps."""
         cfg = self.hp
         done = 0
         metrics: list[dict[str, float]] = []
         while done < steps:
-            k = min(cfg.weight_sync_interval, steps - done)
-            collected = self.env_runner.collect(k, random_actions=self.env_steps < cfg.random_steps)
-            n = k
-            self.completed_returns.extend(collected.episode_returns)
-            self._learner("add_online", collected.rows)
-            self.env_steps += n
+            n = self.collect_online(min(cfg.weight_sync_interval, steps - done))
             done += n
             if self.env_steps >= cfg.learning_starts:
                 # The fraction carries over, so a trial runs exactly utd_ratio updates per
@@ -807,8 +868,6 @@ class O2OAlgorithm(Algorithm):
             self._record("online", {k: float(np.mean([m[k] for m in metrics if k in m])) for k in keys})
             if sampling.rule == "ratio":
                 self._metrics["online/offline_fraction"] = sampling.offline_fraction
-        if self.completed_returns:
-            self._metrics["online/episode_return_mean"] = float(np.mean(self.completed_returns[-10:]))
         return done
 
     def _record(self, prefix: str, metrics: Mapping[str, float]) -> None:
@@ -817,6 +876,7 @@ class O2OAlgorithm(Algorithm):
     # --- results --------------------------------------------------------------------------------
 
     def step(self) -> dict:
+        started = time.perf_counter()
         self._phase_ended = False
         # A result carries what its own iteration measured: an evaluation's score, or a phase's
         # losses, would otherwise repeat as flat lines through the iterations after. The
@@ -827,6 +887,7 @@ class O2OAlgorithm(Algorithm):
         # stale result under "evaluation"); o2o adds one at each phase's end.
         rllib_evaluates = bool(interval) and (self.iteration + 1) % interval == 0
         running = self.current_phase
+        running_index = self.phase_index
         self._scoring = running is None or running.trains_policy
         try:
             result = super().step()
@@ -846,6 +907,10 @@ class O2OAlgorithm(Algorithm):
         phase = self.current_phase
         self._metrics["counters/updates"] = float(self.updates)
         self._metrics["counters/env_steps"] = float(self.env_steps)
+        # Which phase this iteration ran and how long it took, evaluation included: the report's
+        # phase timeline, with the `o2o.phases` tag that names the indices.
+        self._metrics["counters/phase"] = float(running_index)
+        self._metrics["perf/iteration_s"] = time.perf_counter() - started
         # Asked of the learner after every iteration, whichever phase added the rows.
         self._metrics["data/online_transitions"] = float(self._learner("online_transitions"))
         result["o2o"] = dict(self._metrics)
@@ -857,6 +922,7 @@ class O2OAlgorithm(Algorithm):
             "dataset_hash": str(self.config.dataset_hash),
             "o2o.algorithm": self.config.algorithm_name,
             "phase": phase.name if phase else "done",
+            "o2o.phases": json.dumps([[p.name, p.budget, p.unit] for p in self.phases(self.config) if p.budget > 0]),
         }
         result["done"] = finished
         return result
@@ -890,6 +956,7 @@ class O2OAlgorithm(Algorithm):
         (`DISTRIBUTION_BINS` bins over its range), which the tracking callback files as an
         artifact of the run."""
         histograms = {}
+        self._metrics.update(self._learner("drain_summaries"))
         for name, (values, (low, high)) in self._learner("drain_distributions").items():
             if len(values) == 0:
                 continue

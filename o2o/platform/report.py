@@ -37,12 +37,13 @@ import re
 import shlex
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from matplotlib import colormaps
@@ -59,10 +60,15 @@ from scipy import stats
 
 from o2o.platform.tracking import HISTOGRAMS, TAG_SWEEP
 
+T = TypeVar("T")
+
 TAG_ALGORITHM = "o2o.algorithm"
 TAG_DATASET = "dataset_id"
 COUNTER_ENV_STEPS = "counters/env_steps"
 COUNTER_UPDATES = "counters/updates"
+COUNTER_PHASE = "counters/phase"
+ITERATION_SECONDS = "perf/iteration_s"
+TAG_PHASES = "o2o.phases"
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -121,6 +127,32 @@ class HistogramFigure:
 
 
 @dataclass
+class PhaseSpan:
+    """One phase of a run as it ran: its budget, the iterations and MLflow steps it took, its
+    wall time (evaluations included) and when it began after the run's first iteration began."""
+
+    name: str
+    budget: int
+    unit: str
+    iterations: int
+    first_step: int
+    last_step: int
+    wall_s: float
+    start_s: float
+
+
+@dataclass
+class PhaseTimeline:
+    """The phases of one run, the lowest counted seed of an (algorithm, dataset)."""
+
+    algorithm: str
+    dataset: str
+    seed: str
+    run_id: str
+    phases: list[PhaseSpan]
+
+
+@dataclass
 class Report:
     """A built report and the files it wrote."""
 
@@ -136,6 +168,8 @@ class Report:
     histograms: list[HistogramFigure]
     """One per (algorithm, dataset, histogram name) that some counted run logged; none when no
     method logged histograms."""
+    timelines: list[PhaseTimeline]
+    """One per (algorithm, dataset) whose runs logged their phases."""
 
 
 @dataclass
@@ -185,8 +219,10 @@ def build_report(
         for dataset in sorted({d for _, d in groups})
     ]
     histograms = _plot_histograms(tracking_uri, trials, out_dir)
+    timelines = _phase_timelines(tracking_uri, trials)
     report = Report(
-        rows, iqm, iqm_offline, curve_paths, out_dir / "scores.md", trials, out_dir / "report.html", histograms
+        rows, iqm, iqm_offline, curve_paths, out_dir / "scores.md", trials, out_dir / "report.html", histograms,
+        timelines,
     )
     report.table_path.write_text(format_table(report))
     with (out_dir / "scores.csv").open("w", newline="") as f:
@@ -496,23 +532,60 @@ def _curve_band(group: list[_Series]) -> tuple[np.ndarray, ...]:
     return steps, mean, ci.low, ci.high
 
 
-def _plot_histograms(tracking_uri: str, trials: list[TrialRow], out_dir: Path) -> list[HistogramFigure]:
-    """Heatmaps of the histograms of each (algorithm, dataset), from its counted run of the
-    lowest seed that logged any: one run, since an average over seeds would blur each run's own
-    shift over training into a mixture that no run went through."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    figures: list[HistogramFigure] = []
+def _lowest_seed_with(trials: list[TrialRow], load: Callable[[TrialRow], T | None]) -> Iterator[tuple[TrialRow, T]]:
+    """Per (algorithm, dataset), its counted run of the lowest seed for which `load` finds
+    something, with what it found: one run, since an average over seeds would blur each run's
+    own course into one that no run went through."""
     done: set[tuple[str, str]] = set()
     for trial in trials:  # sorted by algorithm, dataset, then seed
         if not trial.counted or (trial.algorithm, trial.dataset) in done:
             continue
-        histograms = _load_histograms(client, trial.run_id)
-        if histograms:
+        found = load(trial)
+        if found:
             done.add((trial.algorithm, trial.dataset))
-            figures += [
-                _plot_histogram(trial, name, steps, out_dir) for name, steps in sorted(histograms.items())
-            ]
-    return figures
+            yield trial, found
+
+
+def _plot_histograms(tracking_uri: str, trials: list[TrialRow], out_dir: Path) -> list[HistogramFigure]:
+    """Heatmaps of the histograms of each (algorithm, dataset), from the lowest seed that
+    logged any."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    return [
+        _plot_histogram(trial, name, steps, out_dir)
+        for trial, histograms in _lowest_seed_with(trials, lambda t: _load_histograms(client, t.run_id))
+        for name, steps in sorted(histograms.items())
+    ]
+
+
+def _phase_timelines(tracking_uri: str, trials: list[TrialRow]) -> list[PhaseTimeline]:
+    """Each (algorithm, dataset)'s phases as the lowest seed that logged them ran them."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    return [
+        PhaseTimeline(trial.algorithm, trial.dataset, trial.seed, trial.run_id, spans)
+        for trial, spans in _lowest_seed_with(trials, lambda t: _load_phases(client, t.run_id))
+    ]
+
+
+def _load_phases(client: MlflowClient, run_id: str) -> list[PhaseSpan]:
+    """A run's phases as it ran them, from the phase list it was tagged with (``o2o.phases``)
+    and the phase index and wall time each iteration logged; none for a run that logged neither."""
+    declared = client.get_run(run_id).data.tags.get(TAG_PHASES)
+    phase_of = {m.step: int(m.value) for m in client.get_metric_history(run_id, COUNTER_PHASE)}
+    seconds = {m.step: m.value for m in client.get_metric_history(run_id, ITERATION_SECONDS)}
+    if declared is None or not phase_of:
+        return []
+    phases = json.loads(declared)
+    steps_of: dict[int, list[int]] = defaultdict(list)
+    for step in sorted(phase_of):
+        steps_of[phase_of[step]].append(step)
+    elapsed, spans = 0.0, []
+    for index in sorted(steps_of):
+        steps = steps_of[index]
+        wall = float(sum(seconds.get(step, 0.0) for step in steps))
+        name, budget, unit = phases[index]
+        spans.append(PhaseSpan(name, int(budget), unit, len(steps), steps[0], steps[-1], wall, elapsed))
+        elapsed += wall
+    return spans
 
 
 @contextmanager
@@ -635,7 +708,7 @@ CI and the number of seeds; the best mean on each dataset is highlighted. Above 
 the offline phase's end: the policy that online fine-tuning started from.</p>
 <div class="wide">{_score_table(report.rows, colors)}</div>
 </section>
-{_iqm_section(report.iqm, colors)}
+{_iqm_section(report.iqm, report.iqm_offline, colors)}
 <section>
 <h2>Learning curves</h2>
 <p class="note">Mean over seeds against environment steps after the offline → online hand-off
@@ -646,6 +719,7 @@ seeds or fewer).</p>
 </div>
 </section>
 {_distributions_section(report.histograms, ui, title.experiment_id)}
+{_phases_section(report.timelines, ui, title.experiment_id)}
 <section>
 <h2>Trials</h2>
 <p class="note">{ui_note}</p>
@@ -688,6 +762,41 @@ logged them: x the MLflow step, y the bins, colour each step's share of its coun
 </section>"""
 
 
+def _phases_section(timelines: list[PhaseTimeline], ui: str, experiment_id: str) -> str:
+    """Which phase ran when: per algorithm and dataset (one run, the lowest seed), each phase's
+    budget, iterations, MLflow steps, start and wall time; nothing when no run logged phases."""
+    if not timelines:
+        return ""
+    rows = []
+    for t in timelines:
+        link = f'<a href="{escape(f"{ui}/#/experiments/{experiment_id}/runs/{t.run_id}")}"><code>{escape(t.run_id[:8])}</code></a>'
+        for i, p in enumerate(t.phases):
+            who = f"{escape(t.algorithm)} · {escape(t.dataset)} · seed {escape(t.seed)} · {link}" if i == 0 else ""
+            rows.append(
+                f"<tr><td>{who}</td><td><code>{escape(p.name)}</code></td>"
+                f'<td class="num">{p.budget:,} {escape(p.unit.replace("_", " "))}</td><td class="num">{p.iterations}</td>'
+                f'<td class="num">{p.first_step:,}–{p.last_step:,}</td><td class="num">{_duration(p.start_s)}</td>'
+                f'<td class="num">{_duration(p.wall_s)}</td></tr>'
+            )
+    return f"""<section>
+<h2>Phases</h2>
+<p class="note">The phases each trial ran, in order, as the lowest seed of each algorithm and
+dataset ran them: the budget in its unit, the iterations and MLflow steps it took, when it began
+after the trial's first iteration began, and its wall time (evaluations included).</p>
+<div class="wide"><table>
+<thead><tr><th>run</th><th>phase</th><th>budget</th><th>iterations</th><th>MLflow steps</th><th>began at</th><th>wall time</th></tr></thead>
+<tbody>
+{"".join(rows)}
+</tbody></table></div>
+</section>"""
+
+
+def _duration(seconds: float) -> str:
+    """h:mm:ss."""
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 def _swatch(algorithm: str, colors: dict[str, str]) -> str:
     """The algorithm's name after a dot of its curve colour."""
     return (
@@ -725,8 +834,11 @@ def _score_table(rows: list[ScoreRow], colors: dict[str, str]) -> str:
     )
 
 
-def _iqm_section(iqm: dict[str, tuple[float, float, float]], colors: dict[str, str]) -> str:
-    """The IQM table with a bar and CI whisker per algorithm on one shared scale."""
+def _iqm_section(
+    iqm: dict[str, tuple[float, float, float]], iqm_offline: dict[str, tuple[float, float, float]], colors: dict[str, str]
+) -> str:
+    """The IQM table: at the offline end (where every run has one) and final, the final one
+    with a bar and CI whisker per algorithm on one shared scale."""
     if not iqm:
         return ""
     low_end = min(0.0, *(low for _, low, _ in iqm.values()))
@@ -739,8 +851,13 @@ def _iqm_section(iqm: dict[str, tuple[float, float, float]], colors: dict[str, s
     rows = []
     for algorithm, (value, low, high) in sorted(iqm.items(), key=lambda kv: -kv[1][0]):
         left, right = sorted((at(0.0), at(value)))
+        offline = iqm_offline.get(algorithm)
+        offline_cell = (
+            "<td>–</td>" if offline is None
+            else f'<td><span class="mean">{offline[0]:.1f}</span> <span class="ci">[{offline[1]:.1f}, {offline[2]:.1f}]</span></td>'
+        )
         rows.append(
-            f'<tr><th scope="row">{_swatch(algorithm, colors)}</th>'
+            f'<tr><th scope="row">{_swatch(algorithm, colors)}</th>{offline_cell}'
             f'<td><span class="mean">{value:.1f}</span> '
             f'<span class="ci">[{low:.1f}, {high:.1f}]</span></td>'
             f'<td class="plot"><div class="track">'
@@ -751,9 +868,10 @@ def _iqm_section(iqm: dict[str, tuple[float, float, float]], colors: dict[str, s
         )
     return f"""<section>
 <h2>Aggregate over datasets</h2>
-<p class="note">Interquartile mean of every dataset × seed final score, with rliable's 95%
-stratified-bootstrap CI; only seeds that finished on all of an algorithm's datasets enter.</p>
-<table class="iqm"><thead><tr><th>algorithm</th><th>IQM [95% CI]</th>
+<p class="note">Interquartile mean of every dataset × seed score at the offline phase's end and
+at the end, with rliable's 95% stratified-bootstrap CI; only seeds that finished on all of an
+algorithm's datasets enter; "–" where some run has no offline phase.</p>
+<table class="iqm"><thead><tr><th>algorithm</th><th>offline end</th><th>final IQM [95% CI]</th>
 <th class="plot"><span>{low_end:.0f}</span><span>{high_end:.0f}</span></th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 </section>"""

@@ -105,34 +105,54 @@ class CQLLearner(SACLearner):
             return q_next.gather(-1, best).squeeze(-1), next_logp.gather(-1, best).squeeze(-1)
         return self.reduce_target(self.net.critic_target(new_obs, next_actions[:, 0])), next_logp[:, 0]
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def conservative_terms(
+        self, batch: dict[str, torch.Tensor], q: torch.Tensor, next_actions: torch.Tensor, next_logp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | float, dict[str, torch.Tensor]]:
+        """Eq. 4's conservative term on q (N, B), the critics' values of the data's actions, and
+        App. F's dual loss (0 unless `cql_lagrange`): the log-sum-exp runs over K uniform actions,
+        K draws from π(·|s) and the K draws from π(·|s') the target already made (B, K, A)."""
         net, hp = self.net, self.hp
-        obs, actions = batch["obs"], batch["actions"]
-        k, act_dim = hp.num_sampled_actions, actions.shape[-1]
-        alpha = net.log_alpha.exp().detach()
+        obs, k, act_dim = batch["obs"], hp.num_sampled_actions, next_actions.shape[-1]
         with torch.no_grad():
             current_actions, current_logp = net.actor.sample(self.policy_obs(repeat_states(obs, k)))
-            next_actions, next_logp = net.actor.sample(self.policy_obs(repeat_states(batch["new_obs"], k)))
-            next_q, next_q_logp = self.next_action_value(batch["new_obs"], next_actions, next_logp)
-            backup_alpha = alpha if hp.backup_entropy else 0.0
-            target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_q_logp, backup_alpha, hp.gamma)
             random_actions = torch.rand_like(current_actions) * 2.0 - 1.0
             uniform_logp = torch.full_like(current_logp, -act_dim * math.log(2.0))  # log U([−1, 1]^|A|)
             log_density = torch.cat([uniform_logp, current_logp, next_logp], dim=-1)
-        q = net.critic(obs, actions)
-        td_loss = critic_loss(q, target)
         q_sampled = q_at(net.critic, obs, torch.cat([random_actions, current_actions, next_actions], dim=1))
         q_policy, extra = self.policy_action_q(q_sampled[..., k:], batch)
         q_sampled = torch.cat([q_sampled[..., :k], q_policy], dim=-1)
         gap = conservative_gap(q_sampled, log_density, q, hp.cql_temperature, hp.cql_clip_diff_min)
-        if hp.cql_lagrange:
-            multiplier = net.log_cql_multiplier.exp().clamp(max=1e6)
-            cql_loss = conservative_loss(gap, hp.cql_alpha * multiplier.detach(), hp.cql_target_action_gap)
-            dual_loss = lagrange_loss(multiplier, gap, hp.cql_alpha, hp.cql_target_action_gap)
-            extra["cql_multiplier"] = multiplier.detach()
+        extra["cql_gap"] = gap.detach().mean()
+        if not hp.cql_lagrange:
+            return conservative_loss(gap, hp.cql_alpha, 0.0), 0.0, extra
+        multiplier = net.log_cql_multiplier.exp().clamp(max=1e6)
+        extra["cql_multiplier"] = multiplier.detach()
+        return (
+            conservative_loss(gap, hp.cql_alpha * multiplier.detach(), hp.cql_target_action_gap),
+            lagrange_loss(multiplier, gap, hp.cql_alpha, hp.cql_target_action_gap),
+            extra,
+        )
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With `cql_alpha` 0 (CQL → SAC fine-tuning online) the conservative term is not computed
+        at all: it would weigh nothing, and its 3K actions per state are most of an update's cost.
+        The TD target then needs one draw a' ~ π(·|s'), or K under `max_target_backup`."""
+        net, hp = self.net, self.hp
+        obs, actions = batch["obs"], batch["actions"]
+        conservative = hp.cql_alpha > 0
+        k = hp.num_sampled_actions if conservative or hp.max_target_backup else 1
+        alpha = net.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_actions, next_logp = net.actor.sample(self.policy_obs(repeat_states(batch["new_obs"], k)))
+            next_q, next_q_logp = self.next_action_value(batch["new_obs"], next_actions, next_logp)
+            backup_alpha = alpha if hp.backup_entropy else 0.0
+            target = soft_td_target(batch["rewards"], batch["terminateds"], next_q, next_q_logp, backup_alpha, hp.gamma)
+        q = net.critic(obs, actions)
+        td_loss = critic_loss(q, target)
+        if conservative:
+            cql_loss, dual_loss, extra = self.conservative_terms(batch, q, next_actions, next_logp)
         else:
-            cql_loss = conservative_loss(gap, hp.cql_alpha, 0.0)
-            dual_loss = 0.0
+            cql_loss, dual_loss, extra = torch.zeros((), device=q.device), 0.0, {}
 
         pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
 
@@ -143,7 +163,6 @@ class CQLLearner(SACLearner):
         return {
             "critic_loss": td_loss.detach(),
             "cql_loss": cql_loss.detach(),
-            "cql_gap": gap.detach().mean(),
             "actor_loss": pi_loss.detach(),
             "alpha": alpha,
             "entropy": -logp.mean(),

@@ -53,6 +53,8 @@ class FamO2OLearner(O2OLearner):
         """The balance coefficient of each transition of the current update (B,)."""
         self.visited_betas: list[np.ndarray] = []
         """β the policy acted with in each online state collected since the last drain."""
+        self.visited_values: list[np.ndarray] = []
+        """The critics' value of each of those states under the action the policy took there."""
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         super().configure_optimizers_for_module(module_id, config)
@@ -125,7 +127,9 @@ class FamO2OLearner(O2OLearner):
         net = self.net
         with torch.no_grad():
             obs = net.obs_normalizer(torch.as_tensor(np.asarray(data["obs"], np.float32), device=self._device))
-            self.visited_betas.append(net.balance.mode(obs).cpu().numpy())
+            beta = net.balance.mode(obs)
+            self.visited_betas.append(beta.cpu().numpy())
+            self.visited_values.append(self.balance_value(obs, net.act(obs)).cpu().numpy())
 
     def drain_distributions(self) -> dict[str, tuple[np.ndarray, tuple[float, float]]]:
         """`online/beta`: the β chosen in every online state collected since the last call."""
@@ -133,3 +137,17 @@ class FamO2OLearner(O2OLearner):
             return {}
         values, self.visited_betas = np.concatenate(self.visited_betas), []
         return {"online/beta": (values, (self.net.balance.low, self.net.balance.high))}
+
+    def drain_summaries(self) -> dict[str, float]:
+        """`online/beta_value_corr`: Pearson's correlation, over the online states collected since
+        the last call, between the β chosen there and the critics' value of the state (the
+        balance model's Q of the action taken): whether π_b picks β by how good a state looks,
+        which a state-adaptive balance should. Read before `drain_distributions` empties the βs;
+        absent while β or the value is constant over the states."""
+        if not self.visited_values:
+            return {}
+        betas, values = np.concatenate(self.visited_betas), np.concatenate(self.visited_values)
+        self.visited_values = []
+        if len(betas) < 2 or np.std(betas) == 0.0 or np.std(values) == 0.0:
+            return {}
+        return {"online/beta_value_corr": float(np.corrcoef(betas, values)[0, 1])}

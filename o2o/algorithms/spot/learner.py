@@ -92,14 +92,9 @@ def spot_actor_loss(
 class SPOTLearner(TD3Learner):
     """The VAE's update in `vae_pretraining`; TD3's update with SPOT's actor loss after it."""
 
-    def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
-        net = self.module[module_id]
-        groups = [
-            {"params": list(net.critic.parameters()), "name": "critic"},
-            {"params": list(net.actor.parameters()), "name": "actor"},
-            {"params": list(net.vae.parameters()), "name": "vae"},
-        ]
-        self.optimizer = self.grouped_adam(module_id, "spot", groups)
+    def parameter_groups(self, net: torch.nn.Module) -> list[dict[str, Any]]:
+        """TD3's groups and the VAE's."""
+        return [*super().parameter_groups(net), {"params": list(net.vae.parameters()), "name": "vae"}]
 
     def learning_rates(self) -> dict[str, float]:
         """Critics at `lr`, actor at `actor_lr` (or `lr`), VAE at `vae_lr`."""
@@ -154,20 +149,19 @@ class SPOTLearner(TD3Learner):
         return negative_elbo(reconstruction_error(decoded, actions), gaussian_kl(mean, std), hp.vae_beta)
 
     def current_support_weight(self) -> float:
-        """λ now: `support_weight`, cooled by the online env steps collected so far where
-        `cool_support_weight` is on (online, by default). The step count is the replay's, which
+        """λ now: `support_weight`, cooled by the env steps of the current phase where
+        `cool_support_weight` is on (online, by default). The clock is the learner's, which
         checkpoints restore, so a resumed trial continues the schedule where it stopped."""
         hp = self.hp
         if not hp.cool_support_weight:
             return hp.support_weight
-        assert self.replay is not None
         horizon = hp.cooling_env_steps or max(self.config.online_env_steps, 1)
-        return cooled_support_weight(hp.support_weight, hp.support_weight_floor, self.replay.total_added / horizon)
+        return cooled_support_weight(hp.support_weight, hp.support_weight_floor, self.phase_env_steps / horizon)
 
     def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """SPOT's actor loss at π(s), through the first critic; the density term and λ as metrics."""
         pi = self.net.actor(obs)
-        q_pi = self.net.critic(obs, pi, detach_params=True)[0]
+        q_pi = self.actor_q(obs, pi)
         q_scale = q_normalizer(q_pi, 1.0) if self.hp.normalize_q else 1.0
         neg_log_behavior = self.neg_log_behavior(obs, pi)
         weight = self.current_support_weight()

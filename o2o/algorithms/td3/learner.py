@@ -45,12 +45,15 @@ class TD3Learner(O2OLearner):
     update, the actor and then the Polyak-averaged targets."""
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
-        net = self.module[module_id]
-        groups = [
+        self.optimizer = self.grouped_adam(module_id, "td3", self.parameter_groups(self.module[module_id]))
+
+    def parameter_groups(self, net: torch.nn.Module) -> list[dict[str, Any]]:
+        """The one Adam's parameter groups, a network each, named for `learning_rates`: the
+        critics and the actor. Methods with more networks add theirs (SPOT's VAE, OPT's Q_on)."""
+        return [
             {"params": list(net.critic.parameters()), "name": "critic"},
             {"params": list(net.actor.parameters()), "name": "actor"},
         ]
-        self.optimizer = self.grouped_adam(module_id, "td3", groups)
 
     def actor_update_due(self) -> bool:
         """Delayed policy updates (§5.2): this update moves the actor and the targets when it is
@@ -59,10 +62,16 @@ class TD3Learner(O2OLearner):
         both."""
         return (self.num_updates + 1) % self.hp.policy_delay == 0
 
+    def actor_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) as the actor's loss reads it at its own actions: the first critic (sfujim/TD3),
+        its parameters detached so the gradient reaches the actor only. (B,). A method that
+        steers the actor by another critic as well (OPT) overrides this."""
+        return self.net.critic(obs, actions, detach_params=True)[0]
+
     def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """The actor's loss under "actor_loss", and its metrics: TD3's deterministic policy
         gradient through the first critic. TD3+BC overrides this only."""
-        q_pi = self.net.critic(obs, self.net.actor(obs), detach_params=True)[0]
+        q_pi = self.actor_q(obs, self.net.actor(obs))
         return {"actor_loss": deterministic_policy_loss(q_pi)}
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

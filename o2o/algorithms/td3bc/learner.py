@@ -39,7 +39,7 @@ class TD3BCLearner(TD3Learner):
     def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 3 on the dataset's (or replay's) actions; also the BC term and λ as metrics."""
         pi = self.net.actor(obs)
-        q_pi = self.net.critic(obs, pi, detach_params=True)[0]
+        q_pi = self.actor_q(obs, pi)
         scale = q_normalizer(q_pi, self.hp.alpha)
         bc = behavior_cloning_loss(pi, actions)
         return {
