@@ -80,6 +80,7 @@ class OPTLearner(O2OLearner):
 
     @property
     def fine_tuning(self) -> bool:
+        """Whether this is the online phase, where the actor reads the κ-mix and Q_on trains by TD."""
         return self.phase is not None and self.phase.name == "online"
 
     def current_kappa(self) -> float:
