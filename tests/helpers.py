@@ -1,5 +1,5 @@
-"""Builders the tests share: a config pointed at a factory dataset, and random Hopper-shaped
-transitions for learners built without Ray."""
+"""Builders the tests share: a config pointed at a factory dataset, random Hopper-shaped
+transitions for learners built without Ray, and whether a network's parameters moved."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from o2o.platform.data import ResolvedDataset, Transitions
 from o2o.platform.engine import O2OConfig, O2OLearner
@@ -44,3 +45,13 @@ def learner_on_random_transitions(config: O2OConfig, n: int = 400) -> O2OLearner
     learner = config.build_learner(env=gym.make("Hopper-v5"))
     learner.build_replay(random_transitions(n), 11, 3)
     return learner
+
+
+def parameters_of(module: torch.nn.Module) -> list[torch.Tensor]:
+    """A copy of `module`'s parameters now, for `moved` to compare against."""
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def moved(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    """Whether any of `module`'s parameters differs from `before` (`parameters_of` it earlier)."""
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))

@@ -16,7 +16,7 @@ from o2o.platform.engine import Phase
 from o2o.platform.networks import QEnsemble
 from o2o.platform.replay import Sampling
 
-from helpers import learner_on_random_transitions, random_transitions
+from helpers import learner_on_random_transitions, moved, parameters_of, random_transitions
 
 OPT = ["opt_td3bc", "opt_spot"]
 
@@ -101,21 +101,13 @@ def add_online_rows(learner, n: int) -> None:  # noqa: ANN001
                         "new_obs": rows.new_obs, "terminateds": rows.terminateds.astype(np.float32)})
 
 
-def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def moved(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
-    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
-
-
 @pytest.mark.parametrize("name", OPT)
 def test_pretraining_moves_q_on_alone(name: str) -> None:
     learner = opt_learner(name, policy_delay=1)
     net = learner.net
     learner.on_phase_start(Phase("online_collection", 40, "env_steps", trains_policy=False))
     add_online_rows(learner, 40)
-    actor, critic, online, online_target = (snapshot(m) for m in (net.actor, net.critic, net.critic_online, net.critic_online_target))
+    actor, critic, online, online_target = (parameters_of(m) for m in (net.actor, net.critic, net.critic_online, net.critic_online_target))
     learner.on_phase_start(Phase("online_pretraining", 3, "updates", trains_policy=False))
     metrics = learner.run_updates(3, Sampling("offline"))
     assert set(metrics) == {"meta_objective", "offline_td_loss", "online_td_loss"}
@@ -144,7 +136,7 @@ def test_fine_tuning_updates_both_critics(name: str) -> None:
     net = learner.net
     learner.on_phase_start(Phase("online", 100, "env_steps"))
     add_online_rows(learner, 20)
-    critic, online, actor = snapshot(net.critic), snapshot(net.critic_online), snapshot(net.actor)
+    critic, online, actor = parameters_of(net.critic), parameters_of(net.critic_online), parameters_of(net.actor)
     metrics = learner.run_updates(2, Sampling("balanced"))
     assert moved(critic, net.critic) and moved(online, net.critic_online) and moved(actor, net.actor)
     assert {"online_critic_loss", "online_q_mean", "kappa", "critic_loss", "actor_loss"} <= set(metrics)

@@ -22,6 +22,7 @@ from helpers import learner_on_random_transitions, random_transitions
 RATE_FIELDS: dict[str, dict[str, str]] = {
     "apl": {"critic": "lr", "actor": "lr"},
     "awac": {"critic": "lr", "actor": "lr"},
+    "baq_td3bc": {"critic": "lr", "actor": "lr", "behaviour": "lr"},
     "calql": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
     "cql": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},
     "e2o": {"critic": "lr", "actor": "actor_lr", "alpha": "alpha_lr", "cql_multiplier": "lr"},

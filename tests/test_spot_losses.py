@@ -31,7 +31,7 @@ from o2o.algorithms.td3bc.learner import q_normalizer
 from o2o.platform.engine import Phase
 from o2o.platform.replay import Sampling
 
-from helpers import learner_on_random_transitions, on_dataset, random_transitions
+from helpers import learner_on_random_transitions, moved, parameters_of, on_dataset, random_transitions
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -127,24 +127,16 @@ def spot_learner(**training: object) -> SPOTLearner:
     return learner_on_random_transitions(SPOTConfig().o2o(online_env_steps=100).training(**training))
 
 
-def params(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def moved(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
-    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
-
-
 def test_vae_trains_alone_first_and_is_frozen_after() -> None:
     learner = spot_learner()
     net = learner.net
-    vae, actor, critic = params(net.vae), params(net.actor), params(net.critic)
+    vae, actor, critic = parameters_of(net.vae), parameters_of(net.actor), parameters_of(net.critic)
     learner.on_phase_start(Phase("vae_pretraining", 4, "updates"))
     metrics = learner.run_updates(4, Sampling("offline"))
     assert set(metrics) == {"vae_loss", "reconstruction_loss", "kl_loss"}
     assert moved(vae, net.vae) and not moved(actor, net.actor) and not moved(critic, net.critic)
 
-    vae = params(net.vae)
+    vae = parameters_of(net.vae)
     learner.on_phase_start(Phase("offline", 4, "updates"))
     learner.run_updates(4, Sampling("offline"))
     assert moved(actor, net.actor) and moved(critic, net.critic)

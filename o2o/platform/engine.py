@@ -52,7 +52,9 @@ How each registered method maps onto this engine (no special case lives in share
   the first balanced update, checkpointed with the learner), which after every balanced update
   takes one step on an offline and an online minibatch and rewrites the drawn rows' priorities
   w^(1/T); new online rows get theirs in `add_online`. Fields: `balanced_temperature`,
-  `density_ratio_lr`, `density_ratio_batch_size`.
+  `density_ratio_lr`, `density_ratio_batch_size`. The density ratio is one `PrioritySource`
+  (`O2OLearner.priority_source`); the `prioritized` rule draws the same way by a method's own
+  source (BAQ's behaviour divergence).
 - APL: the learner hook `update_sampling(sampling)` chooses each update's rule — the phase's
   rule (`union`: the dataset and every online row, TD3+BC's loss) or, with probability 0.5 once
   more than 10k online rows are held, `Sampling("online", online_window=20_000)` (the newest
@@ -73,6 +75,10 @@ How each registered method maps onto this engine (no special case lives in share
   minibatch beside the phase's dataset one. Fine-tuning reads κ's ramp off the learner's clock
   and steers the base's actor through TD3's `actor_q` hook; Q_on joins the base's Adam through
   `parameter_groups`.
+- BAQ on TD3+BC: a method on a base with no phase of its own. Its behaviour model joins the
+  base's module and Adam and takes its own step beside each offline update; in fine-tuning the
+  base's TD error is weighted through TD3's `td_weights` hook, its actor loss extended, and the
+  replay drawn by the `prioritized` rule from BAQ's `PrioritySource` (behaviour divergence).
 
 Every iteration reports the phase it ran (`counters/phase`, indexing the `o2o.phases` tag) and
 its wall time (`perf/iteration_s`), from which `o2o report` lays out each trial's phases.
@@ -103,7 +109,7 @@ from o2o.platform.actions import action_bounds, from_env
 from o2o.platform.balanced import BalancedReplay
 from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.evaluation import EVAL_SEEDS_PER_TRIAL, evaluate_policy, evaluation_seeds
-from o2o.platform.replay import SAMPLING_RULES, ReplayStore, Sampling, transition_columns
+from o2o.platform.replay import PrioritySource, SAMPLING_RULES, ReplayStore, Sampling, transition_columns
 from o2o.platform.rollout import O2OEnvRunner
 
 
@@ -142,6 +148,9 @@ class O2OConfig(AlgorithmConfig):
     algorithm_name: ClassVar[str] = ""
     """The name the registry (`o2o.algorithms`) knows this config's algorithm by, set there:
     the `o2o.algorithm` tag of every run."""
+    has_priority_source: ClassVar[bool] = False
+    """Whether the method's learner sets row priorities of its own (`O2OLearner.priority_source`
+    under `prioritized`): the `prioritized` rule is refused where it does not."""
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or O2OAlgorithm)
@@ -161,7 +170,7 @@ class O2OConfig(AlgorithmConfig):
         """Online gradient updates per environment step (RLPD: 20); a fractional part carries
         over from step to step, so 0.5 is one update every other step."""
         self.sampling_rule: str = "union"
-        """Online minibatch rule: offline | union | ratio | online | balanced (see
+        """Online minibatch rule: offline | union | ratio | online | prioritized | balanced (see
         `o2o.platform.replay`)."""
         self.offline_fraction: float = 0.5
         """Dataset share of each online minibatch under the `ratio` rule."""
@@ -346,6 +355,12 @@ class O2OConfig(AlgorithmConfig):
                 "sampling_rule balanced weighs each row by how online it looks against the dataset: "
                 "it needs a dataset (config.offline_data(input_=...))"
             )
+        if "prioritized" in rules and not self.has_priority_source:
+            self._value_error(
+                f"sampling_rule prioritized draws rows by priorities the method sets, and "
+                f"{self.algorithm_name or type(self).__name__} sets none; balanced replay's priorities are "
+                "sampling_rule balanced"
+            )
         for field in ("hidden_sizes", "critic_hidden_sizes"):
             widths = getattr(self, field)
             if field == "critic_hidden_sizes" and widths is None:
@@ -456,6 +471,9 @@ class O2OLearner(TorchLearner):
         """The rule the current update's minibatch was drawn by (set by `run_updates`)."""
         self.balancer: BalancedReplay | None = None
         """The `balanced` rule's density-ratio network, from the first balanced update on."""
+        self.row_priorities: PrioritySource | None = None
+        """The source that gives new online rows their priorities: the last one a prioritized
+        rule drew by (None while the store keeps no priorities)."""
         self.obs_mean: np.ndarray | None = None
         self.obs_std: np.ndarray | None = None
         self.reward_scale = 1.0
@@ -560,7 +578,7 @@ class O2OLearner(TorchLearner):
         if self.needs_returns_to_go and "mc_returns" not in data:
             data = {**data, "mc_returns": np.full(len(data["rewards"]), -np.inf, np.float32)}
         rows = self.transform(data)
-        self.replay.add_online(rows, None if self.balancer is None else self.balancer.priorities_for(rows))
+        self.replay.add_online(rows, None if self.row_priorities is None else self.row_priorities.priorities_for(rows))
 
     @property
     def env_steps(self) -> int:
@@ -596,10 +614,17 @@ class O2OLearner(TorchLearner):
             )
         return self.balancer
 
+    def priority_source(self, rule: str) -> PrioritySource | None:
+        """The source of the store's priorities under `rule`: balanced replay's density-ratio
+        network (created on first use) under `balanced`, none under the uniform rules. A method
+        whose config sets `has_priority_source` returns its own under `prioritized` (BAQ)."""
+        return self._balancer() if rule == "balanced" else None
+
     def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float]:
-        """K gradient updates, each on a minibatch drawn by `update_sampling(sampling)`; under the
-        `balanced` rule each is followed by the density-ratio step and the drawn rows' new
-        priorities. Each metric is averaged once, over the updates that reported it."""
+        """K gradient updates, each on a minibatch drawn by `update_sampling(sampling)`; under a
+        prioritized rule each is followed by its `priority_source`'s update (balanced replay: the
+        density-ratio step and the drawn rows' new priorities). Each metric is averaged once, over
+        the updates that reported it."""
         assert self.replay is not None
         batch_size = self.hp.train_batch_size_per_learner
         totals: dict[str, torch.Tensor] = {}
@@ -607,12 +632,14 @@ class O2OLearner(TorchLearner):
         with torch.enable_grad():
             for _ in range(num_updates):
                 self.sampling = self.update_sampling(sampling)
-                balancer = self._balancer() if self.sampling.rule == "balanced" else None
+                source = self.priority_source(self.sampling.rule)
+                if source is not None:
+                    self.row_priorities = source
                 indices = self.replay.sample_indices(batch_size, self.sampling)
                 batch = self.replay.gather(indices)
                 metrics = self.update_step(batch)
-                if balancer is not None:
-                    metrics = {**metrics, **balancer.update(self.replay, indices, batch)}
+                if source is not None:
+                    metrics = {**metrics, **source.update(self.replay, indices, batch)}
                 for key, value in metrics.items():
                     totals[key] = totals[key] + value if key in totals else value.detach().clone()
                     counts[key] = counts.get(key, 0) + 1
@@ -702,6 +729,7 @@ class O2OLearner(TorchLearner):
             self._apply_phase(Phase(**own["phase"]))
         if own.get("balanced") is not None:
             self._balancer().set_state(own["balanced"])
+            self.row_priorities = self.balancer
         self.num_updates = own["num_updates"]
         self.phase_updates = own["phase_updates"]
         self.phase_start_env_steps = own["phase_start_env_steps"]

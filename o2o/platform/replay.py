@@ -12,9 +12,12 @@ a minibatch come from; they are named so a method's config can choose one:
   sampling at 0.5, Cal-QL's mixing);
 - ``online``: online rows only (E2O's fresh buffer), or only the newest `online_window` of them
   (APL's near-on-policy online buffer);
-- ``balanced``: every row, dataset and online, with probability proportional to its priority
-  (balanced replay, Lee et al. 2021). The store only keeps and samples the priorities; the
-  learner's `o2o.platform.balanced.BalancedReplay` computes them.
+- ``prioritized``: every row, dataset and online, with probability proportional to its
+  priority, the priorities set by the method's own `PrioritySource` (BAQ: behaviour divergence);
+- ``balanced``: the same draw, the priorities set by the density-ratio network of balanced
+  replay (Lee et al. 2021, `o2o.platform.balanced.BalancedReplay`), which any learner can use.
+
+The store only keeps and samples the priorities; a `PrioritySource` of the learner computes them.
 
 Priorities live in a sum tree (`SumTree`) over all rows, allocated when a learner first asks
 for them (`track_priorities`): drawing a minibatch and rewriting its priorities each cost
@@ -27,11 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
-SAMPLING_RULES = ("offline", "union", "ratio", "online", "balanced")
+SAMPLING_RULES = ("offline", "union", "ratio", "online", "prioritized", "balanced")
+PRIORITIZED_RULES = ("prioritized", "balanced")
+"""The rules that draw rows ∝ the store's per-row priorities."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,19 @@ class Sampling:
             raise ValueError(f"offline_fraction must lie in [0, 1], got {self.offline_fraction}")
         if self.online_window is not None and self.online_window < 1:
             raise ValueError(f"online_window must be >= 1 or None, got {self.online_window}")
+
+
+class PrioritySource(Protocol):
+    """What sets the store's per-row priorities under a prioritized rule: the priorities of new
+    online rows, and any refresh after an update on drawn rows."""
+
+    def priorities_for(self, rows: Mapping[str, np.ndarray]) -> torch.Tensor:
+        """Priorities (one per row, > 0) of new online rows as the store will hold them."""
+        ...
+
+    def update(self, replay: ReplayStore, indices: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """After one learner update on rows `indices`: refresh what depends on it; its metrics."""
+        ...
 
 
 def transition_columns(obs_dim: int, act_dim: int) -> dict[str, tuple[int, ...]]:
@@ -147,7 +166,7 @@ class ReplayStore:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self.priorities: SumTree | None = None
-        """Per-row priorities of the ``balanced`` rule; None until `track_priorities()`."""
+        """Per-row priorities of the prioritized rules; None until `track_priorities()`."""
         offsets = np.cumsum([0, *widths])
         self._slices = {k: slice(int(a), int(b)) for k, a, b in zip(self.columns, offsets[:-1], offsets[1:])}
 
@@ -159,7 +178,7 @@ class ReplayStore:
         return np.concatenate(parts, axis=1)
 
     def track_priorities(self) -> None:
-        """Keep a priority per row from now on (the ``balanced`` rule needs them): every row held
+        """Keep a priority per row from now on (the prioritized rules need them): every row held
         so far starts at 1, as the dataset's rows do in Off2OnRL's prioritized buffer. A no-op
         when priorities are already kept (e.g. restored from a checkpoint)."""
         if self.priorities is not None:
@@ -192,8 +211,8 @@ class ReplayStore:
     def sample_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
         """Row indices of one minibatch under a sampling rule."""
         rule = sampling.rule
-        if rule == "balanced":
-            return self._prioritized(batch_size)
+        if rule in PRIORITIZED_RULES:
+            return self._prioritized(batch_size, rule)
         if rule == "union" and self.n_online == 0 or rule == "offline":
             return self._randint(0, self.n_offline, batch_size)
         if self.n_online == 0:
@@ -222,9 +241,9 @@ class ReplayStore:
         age = self._randint(1, window + 1, n)
         return (self.total_added - age) % self.capacity + self.n_offline
 
-    def _prioritized(self, n: int) -> torch.Tensor:
+    def _prioritized(self, n: int, rule: str) -> torch.Tensor:
         if self.priorities is None:
-            raise RuntimeError("sampling rule 'balanced' needs priorities; call track_priorities() first")
+            raise RuntimeError(f"sampling rule {rule!r} needs priorities; call track_priorities() first")
         rows = self.priorities.sample(n, self.generator)
         # Float rounding can carry a draw at the very top of the mass into the empty slots past
         # the last held row; such a draw takes that last row.

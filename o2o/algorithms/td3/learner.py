@@ -30,9 +30,13 @@ def clipped_double_q_target(
     return rewards + gamma * (1.0 - terminateds) * next_q
 
 
-def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Algorithm 1: Σ_i E[(Q_i(s, a) − y)²] over the twin critics."""
-    return (q - target).pow(2).mean(-1).sum()
+def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Algorithm 1: Σ_i E[(Q_i(s, a) − y)²] over the twin critics; with per-row `weights` (B,),
+    Σ_i E[w·(Q_i(s, a) − y)²] (a method that trusts some backups less, BAQ)."""
+    squared = (q - target).pow(2)
+    if weights is not None:
+        squared = squared * weights
+    return squared.mean(-1).sum()
 
 
 def deterministic_policy_loss(q_pi: torch.Tensor) -> torch.Tensor:
@@ -68,6 +72,14 @@ class TD3Learner(O2OLearner):
         steers the actor by another critic as well (OPT) overrides this."""
         return self.net.critic(obs, actions, detach_params=True)[0]
 
+    def td_weights(
+        self, batch: dict[str, torch.Tensor], next_actions: torch.Tensor
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Per-row weights (B,) of the critics' squared TD error, given the minibatch and the
+        smoothed target actions ã' at s', and their metrics: none here (every backup counts the
+        same). BAQ overrides this to trust out-of-distribution backups less."""
+        return None, {}
+
     def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """The actor's loss under "actor_loss", and its metrics: TD3's deterministic policy
         gradient through the first critic. TD3+BC overrides this only."""
@@ -81,8 +93,9 @@ class TD3Learner(O2OLearner):
             next_actions = net.actor_target.noisy(batch["new_obs"], hp.target_noise, hp.target_noise_clip)
             next_q = self.target_min(net.critic_target(batch["new_obs"], next_actions))
             target = clipped_double_q_target(batch["rewards"], batch["terminateds"], next_q, hp.gamma)
+            td_weights, weight_metrics = self.td_weights(batch, next_actions)
         q = net.critic(obs, actions)
-        q_loss = critic_loss(q, target)
+        q_loss = critic_loss(q, target, td_weights)
         loss = q_loss
         delayed = self.actor_update_due()
         if delayed:
@@ -98,7 +111,7 @@ class TD3Learner(O2OLearner):
                 [*net.critic.parameters(), *net.actor.parameters()],
                 hp.tau,
             )
-        metrics = {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean()}
+        metrics = {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean(), **weight_metrics}
         if delayed:  # reported on the policy updates only; `run_updates` averages over those
             metrics.update({k: v.detach() for k, v in actor.items()})
         return metrics
