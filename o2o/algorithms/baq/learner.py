@@ -159,10 +159,13 @@ class BAQLearner(O2OLearner):
         return self.phase is not None and self.phase.name == FINE_TUNING
 
     @torch.no_grad()
-    def uncertainty(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """u(s, a) (B,) from the configured source: π_β's divergence or the critics' spread."""
+    def uncertainty(
+        self, obs: torch.Tensor, actions: torch.Tensor, behaviour: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """u(s, a) (B,) from the configured source: π_β's divergence (from its `behaviour` output
+        at `obs` where the caller has it) or the critics' spread."""
         if self.hp.uncertainty == "bc_divergence":
-            return behaviour_divergence(*self.net.behaviour(obs), actions)
+            return behaviour_divergence(*(behaviour or self.net.behaviour(obs)), actions)
         return self.net.critic(obs, actions).std(0)
 
     def normalized(self, u: torch.Tensor) -> torch.Tensor:
@@ -174,31 +177,35 @@ class BAQLearner(O2OLearner):
         """c(t) now (1 with `confidence_decay` off)."""
         return confidence_decay(self.confident, self.hp.confidence_scale) if self.hp.confidence_decay else 1.0
 
-    def constraint_weights(self, obs: torch.Tensor, pi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def constraint_weights(
+        self, obs: torch.Tensor, pi: torch.Tensor, behaviour: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """λ(s, t) at the policy's actions π(s), and u(s, π(s))/ū there."""
-        u = self.normalized(self.uncertainty(obs, pi.detach()))
+        u = self.normalized(self.uncertainty(obs, pi.detach(), behaviour))
         gate = uncertainty_gate(u, self.hp.uncertainty_sharpness) if self.hp.uncertainty_gate else torch.full_like(u, 0.5)
         return constraint_weight(self.hp.constraint_weight, gate, self.current_decay()), u
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            u = self.uncertainty(batch["obs"], batch["actions"]).mean()
-            self.uncertainty_ref = u.clone() if self.uncertainty_ref is None else torch.lerp(self.uncertainty_ref, u, UNCERTAINTY_EMA)
         metrics: dict[str, torch.Tensor] = {}
+        behaviour = None
         if not self.fine_tuning:
-            metrics.update(self.behaviour_step(batch))
+            metrics["behaviour_nll"], behaviour = self.behaviour_step(batch)
+        with torch.no_grad():
+            u = self.uncertainty(batch["obs"], batch["actions"], behaviour).mean()
+            self.uncertainty_ref = u.clone() if self.uncertainty_ref is None else torch.lerp(self.uncertainty_ref, u, UNCERTAINTY_EMA)
         metrics.update(super().update_step(batch))
         metrics["uncertainty_ref"] = self.uncertainty_ref.clone()
         return metrics
 
-    def behaviour_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def behaviour_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One maximum-likelihood step of π_β on the minibatch (the base's groups untouched: their
-        gradients are unset)."""
-        loss = behaviour_nll(*self.net.behaviour(batch["obs"]), batch["actions"]).mean()
+        gradients are unset); its loss, and π_β's output at the states from before the step."""
+        mean, log_std = self.net.behaviour(batch["obs"])
+        loss = behaviour_nll(mean, log_std, batch["actions"]).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"behaviour_nll": loss.detach()}
+        return loss.detach(), (mean.detach(), log_std.detach())
 
     def td_weights(
         self, batch: dict[str, torch.Tensor], next_actions: torch.Tensor
@@ -216,10 +223,10 @@ class BAQLearner(O2OLearner):
         if not self.fine_tuning:
             return losses
         pi = self.net.actor(obs)
-        weights, u = self.constraint_weights(obs, pi)
         with torch.no_grad():
-            behaviour_mean = self.net.behaviour(obs)[0]
-        consistency = behaviour_consistency_loss(pi, behaviour_mean, weights)
+            behaviour = self.net.behaviour(obs)
+        weights, u = self.constraint_weights(obs, pi, behaviour)
+        consistency = behaviour_consistency_loss(pi, behaviour[0], weights)
         return {
             **losses,
             "actor_loss": losses["actor_loss"] + consistency,
