@@ -236,6 +236,11 @@ def test_defaults() -> None:
         ({"confidence_scale": 0.0}, "confidence_scale > 0, got 2.0, 5.0 and 0.0"),
         ({"phase_overrides": {"offline": {"uncertainty_gate": False}}}, "phase_overrides['offline'] sets uncertainty_gate: BAQ's pieces act in the 'online' phase only"),
         ({"phase_overrides": {"online": {"uncertainty": "ensemble_std"}}}, "phase_overrides['online'] sets uncertainty: its running mean"),
+        ({"uncertainty_gate": False, "uncertainty_sharpness": 3.0}, "uncertainty_sharpness cannot take effect with uncertainty_gate false"),
+        (
+            {"confidence_scale": 1000.0, "phase_overrides": {"online": {"confidence_decay": False}}},
+            "confidence_scale cannot take effect with confidence_decay false",
+        ),
     ],
 )
 def test_settings_that_cannot_take_effect_are_refused(training: dict, message: str) -> None:

@@ -19,6 +19,8 @@ ONLINE_FIELDS = (
     "uncertainty_weighted_q",
 )
 """BAQ's fields that act in fine-tuning only: the only phase they may be overridden for."""
+SWITCHED_FIELDS = {"uncertainty_gate": "uncertainty_sharpness", "confidence_decay": "confidence_scale"}
+"""Ablation switch → the field that shapes only the piece it turns off."""
 
 
 class BAQConfig(O2OConfig):
@@ -87,6 +89,15 @@ class BAQConfig(O2OConfig):
                 "BAQ's behaviour model π_β is fitted to the dataset during the offline phase: it needs a dataset "
                 "and offline_updates >= 1"
             )
+        online, defaults = self.for_phase(FINE_TUNING), BAQConfig()
+        for switch, field in SWITCHED_FIELDS.items():
+            if not getattr(online, switch) and (
+                getattr(self, field) != getattr(defaults, field) or any(field in o for o in self.phase_overrides.values())
+            ):
+                self._value_error(
+                    f"{field} cannot take effect with {switch} false: it shapes the piece that switch turns off; "
+                    f"leave it unset"
+                )
         for phase, overrides in self.phase_overrides.items():
             if "uncertainty" in overrides:
                 self._value_error(
