@@ -25,7 +25,6 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -464,6 +463,8 @@ class PlainOnline:
     so they hold −∞ (as o2o's), which leaves Cal-QL's bound inactive."""
 
     def __init__(self, agent: Agent, seed: int = 0, capacity: int = 100_000) -> None:
+        import gymnasium as gym  # here: the offline loops also run where no simulator is installed
+
         torch.manual_seed(seed)
         self.agent = agent
         self.env = gym.make("Hopper-v5")
