@@ -251,3 +251,21 @@ def test_progress_line_keeps_the_last_score_and_names_the_hand_off(capsys) -> No
     assert re.search(r"hopper-medium seed 3  offline +updates +1,000 +env steps +0 +score +- +800 updates/s$", lines[0])
     assert re.search(r"offline → online +updates +2,000 +env steps +0 +score +31\.2 +800 updates/s$", lines[1])
     assert re.search(r"online +updates +3,000 +env steps +1,000 +score +31\.2 +50 env steps/s +50 updates/s$", lines[2])
+
+
+def test_summary_says_a_stopped_trial_is_not_finished(tmp_path, capsys) -> None:
+    """A trial the driver stopped (Ctrl-C) before its budget has no error and is not done: the
+    summary must not count it as finished, must say how to continue it, and must exit non-zero."""
+    from o2o.platform.cli import _print_sweep
+    from o2o.platform.sweep import SweepResult
+
+    trial = {"trial_id": "a", "dataset": "hopper-medium", "seed": 0, "error": None, "run_id": "r0"}
+    result = SweepResult(
+        "s", tmp_path, "sqlite:///x.db", "s",
+        [{**trial, "done": True, "final_score": 41.0}, {**trial, "seed": 1, "done": False, "final_score": 12.5}],
+    )
+    assert _print_sweep(result) == 1
+    out = capsys.readouterr().out
+    assert "sweep s: 1/2 trials finished; 1 stopped before their budget: `o2o sweep <spec> --resume` continues them" in out
+    assert "hopper-medium seed 0: run r0  eval/normalized_score 41.0" in out
+    assert "hopper-medium seed 1: run r0  STOPPED before its budget (last eval/normalized_score 12.5)" in out

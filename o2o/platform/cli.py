@@ -180,16 +180,26 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _print_sweep(result) -> int:  # noqa: ANN001 - SweepResult
+    """The sweep's summary: a trial is finished only when it ran its whole budget; one the driver
+    stopped early (Ctrl-C) is said to be stopped, with how to continue it. 0 if all finished."""
     failed = [t for t in result.trials if t["error"]]
-    print(f"\nsweep {result.name}: {len(result.trials) - len(failed)}/{len(result.trials)} trials finished")
+    stopped = [t for t in result.trials if not t["error"] and not t["done"]]
+    finished = len(result.trials) - len(failed) - len(stopped)
+    tail = f"; {len(stopped)} stopped before their budget: `o2o sweep <spec> --resume` continues them" if stopped else ""
+    print(f"\nsweep {result.name}: {finished}/{len(result.trials)} trials finished{tail}")
     print(f"  Tune results:  {result.storage}")
     print(f"  MLflow:        {result.tracking_uri}  (experiment '{result.experiment}'; `mlflow ui --backend-store-uri {result.tracking_uri}`)")
     for t in result.trials:
         score = "n/a" if t["final_score"] is None else f"{t['final_score']:.1f}"
-        status = f"FAILED: {t['error']}" if t["error"] else f"eval/normalized_score {score}"
+        if t["error"]:
+            status = f"FAILED: {t['error']}"
+        elif not t["done"]:
+            status = f"STOPPED before its budget (last eval/normalized_score {score})"
+        else:
+            status = f"eval/normalized_score {score}"
         run = f"run {t['run_id']}" if t["run_id"] else "no MLflow run"
         print(f"  {t['dataset']} seed {t['seed']}: {run}  {status}")
-    return 1 if failed else 0
+    return 1 if failed or stopped else 0
 
 
 def _report(args: argparse.Namespace) -> int:

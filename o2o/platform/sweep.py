@@ -45,7 +45,7 @@ class SweepResult:
     storage: Path
     tracking_uri: str
     experiment: str
-    trials: list[dict[str, Any]]  # per trial: trial_id, status, dataset, seed, final score
+    trials: list[dict[str, Any]]  # per trial: trial_id, dataset, seed, error, done, final score, run id
 
 
 def load(spec_path: str | Path, storage: str | None = None, tracking_uri: str | None = None) -> Spec:
@@ -550,6 +550,8 @@ def run_sweep(
                 "dataset": config.get("dataset_id"),
                 "seed": config.get("seed"),
                 "error": None if result.error is None else error_line(str(result.error)),
+                # False for a trial the driver stopped (Ctrl-C) before its budget: no error, not done.
+                "done": bool(metrics.get("done")),
                 "final_score": (metrics.get("o2o") or {}).get("eval/normalized_score"),
                 "run_id": runs.get(trial_id),
             }
