@@ -1,0 +1,1 @@
+"""Generators: models that write synthetic transitions into a base algorithm's replay."""
