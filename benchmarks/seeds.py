@@ -104,8 +104,8 @@ class Seeds:
         x2 = x.unsqueeze(1).expand(-1, 2, -1, -1).reshape(2 * self.k, BATCH, -1)
         return batched_mlp(stacked(params), x2).view(self.k, 2, BATCH)
 
-    def update(self, idx: torch.Tensor) -> None:
-        """One gradient update of every seed on its minibatch (`sample()`'s draw)."""
+    def update(self, *draw: torch.Tensor) -> None:
+        """One gradient update of every seed on `sample()`'s draw."""
         raise NotImplementedError
 
     def cycle(self) -> int:
@@ -113,6 +113,7 @@ class Seeds:
         return 1
 
     def parameters(self) -> list[torch.Tensor]:
+        """Every trained tensor, each with its leading seed dimension."""
         raise NotImplementedError
 
 
