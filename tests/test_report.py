@@ -411,3 +411,22 @@ def test_mlflow_ui_of_a_server_and_of_a_local_store() -> None:
         LOCAL_MLFLOW_UI,
         "mlflow ui --backend-store-uri 'sqlite:////data/my runs/mlflow.db'",
     )
+
+
+def test_iqms_over_different_datasets_name_their_datasets(tmp_path) -> None:
+    """An ablation run on one of a comparison's two datasets: its IQM covers that dataset only,
+    so both tables name each algorithm's datasets; where every algorithm ran every dataset,
+    nothing is added (the `report` fixture's tables above)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("ablation")
+    for (algorithm, dataset), finals in FINAL.items():
+        if algorithm == "calql" and dataset == "walker2d-medium":
+            continue
+        for seed, final in enumerate(finals):
+            _log_run(client, experiment_id, algorithm, dataset, seed, final)
+    report = build_report(uri, "ablation", tmp_path / "out")
+    text = format_table(report)
+    assert "| calql (over hopper-medium) | " in text and "| iql (over hopper-medium, walker2d-medium) | " in text
+    html = report.html_path.read_text(encoding="utf-8")
+    assert "calql (over hopper-medium)</th>" in html

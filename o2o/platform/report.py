@@ -250,16 +250,30 @@ def format_table(report: Report) -> str:
         ),
     ]
     if report.iqm:
+        covers = iqm_coverage(report.rows)
         lines += [
             "",
             "| algorithm | IQM over datasets × seeds [95% CI] | at the offline end |",
             "|---|---|---|",
             *(
-                f"| {algorithm} | {value:.1f} [{low:.1f}, {high:.1f}] | {_interval(report.iqm_offline.get(algorithm))} |"
+                f"| {algorithm}{covers.get(algorithm, '')} | {value:.1f} [{low:.1f}, {high:.1f}] | "
+                f"{_interval(report.iqm_offline.get(algorithm))} |"
                 for algorithm, (value, low, high) in sorted(report.iqm.items())
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def iqm_coverage(rows: list[ScoreRow]) -> dict[str, str]:
+    """Where algorithms ran on different datasets (an ablation on one of a comparison's two), each
+    algorithm's IQM covers only its own: algorithm → " (over d1, d2)" naming them, so that IQMs over
+    different datasets are not read as comparable. Empty when every algorithm ran every dataset."""
+    datasets: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        datasets[r.algorithm].add(r.dataset)
+    if len({frozenset(d) for d in datasets.values()}) <= 1:
+        return {}
+    return {a: f" (over {', '.join(sorted(d))})" for a, d in datasets.items()}
 
 
 def _offline_end(row: ScoreRow) -> str:
@@ -708,7 +722,7 @@ CI and the number of seeds; the best mean on each dataset is highlighted. Above 
 the offline phase's end: the policy that online fine-tuning started from.</p>
 <div class="wide">{_score_table(report.rows, colors)}</div>
 </section>
-{_iqm_section(report.iqm, report.iqm_offline, colors)}
+{_iqm_section(report.iqm, report.iqm_offline, colors, iqm_coverage(report.rows))}
 <section>
 <h2>Learning curves</h2>
 <p class="note">Mean over seeds against environment steps after the offline → online hand-off
@@ -835,10 +849,14 @@ def _score_table(rows: list[ScoreRow], colors: dict[str, str]) -> str:
 
 
 def _iqm_section(
-    iqm: dict[str, tuple[float, float, float]], iqm_offline: dict[str, tuple[float, float, float]], colors: dict[str, str]
+    iqm: dict[str, tuple[float, float, float]],
+    iqm_offline: dict[str, tuple[float, float, float]],
+    colors: dict[str, str],
+    covers: dict[str, str],
 ) -> str:
     """The IQM table: at the offline end (where every run has one) and final, the final one
-    with a bar and CI whisker per algorithm on one shared scale."""
+    with a bar and CI whisker per algorithm on one shared scale; each algorithm's datasets named
+    where they differ (`iqm_coverage`)."""
     if not iqm:
         return ""
     low_end = min(0.0, *(low for _, low, _ in iqm.values()))
@@ -857,7 +875,7 @@ def _iqm_section(
             else f'<td><span class="mean">{offline[0]:.1f}</span> <span class="ci">[{offline[1]:.1f}, {offline[2]:.1f}]</span></td>'
         )
         rows.append(
-            f'<tr><th scope="row">{_swatch(algorithm, colors)}</th>{offline_cell}'
+            f'<tr><th scope="row">{_swatch(algorithm, colors)}{escape(covers.get(algorithm, ""))}</th>{offline_cell}'
             f'<td><span class="mean">{value:.1f}</span> '
             f'<span class="ci">[{low:.1f}, {high:.1f}]</span></td>'
             f'<td class="plot"><div class="track">'
@@ -870,7 +888,8 @@ def _iqm_section(
 <h2>Aggregate over datasets</h2>
 <p class="note">Interquartile mean of every dataset × seed score at the offline phase's end and
 at the end, with rliable's 95% stratified-bootstrap CI; only seeds that finished on all of an
-algorithm's datasets enter; "–" where some run has no offline phase.</p>
+algorithm's datasets enter (where algorithms ran on different datasets, each row names its own);
+"–" where some run has no offline phase.</p>
 <table class="iqm"><thead><tr><th>algorithm</th><th>offline end</th><th>final IQM [95% CI]</th>
 <th class="plot"><span>{low_end:.0f}</span><span>{high_end:.0f}</span></th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
