@@ -373,6 +373,8 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.graph and device.type != "cuda":
+        parser.error("--graph captures CUDA graphs: it needs --device cuda")
     torch.set_num_threads(1)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                "threads": args.threads,

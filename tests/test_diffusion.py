@@ -206,6 +206,8 @@ def test_classifier_free_guidance_mixes_conditional_and_null_denoisers() -> None
     torch.testing.assert_close(model.denoise(x, sigma, label, guidance_weight=0.0), d_null), "w = 0 is unconditional"
     assert torch.equal(model.denoise(x, sigma), d_null), "no label means ∅"
     torch.testing.assert_close(model.denoise(x, sigma, 1), model.denoise(x, sigma, torch.ones(6, dtype=torch.long)))
+    with pytest.raises(ValueError, match="guidance_weight 2.0 needs a label"):
+        model.denoise(x, sigma, guidance_weight=2.0)
 
 
 def test_label_dropout_replaces_labels_by_null_inside_the_loss() -> None:

@@ -283,8 +283,10 @@ class EDMDiffusion(nn.Module):
         plain conditional model and w = 0 the unconditional one. Since ε = (x − D)/σ and the score
         (D − x)/σ² are affine in D, the same w mixes ε's and scores; the CFDG reviews' form
         ε̃ = (1 + w′)·ε(c) − w′·ε(∅) is this one with w′ = w − 1. Without a label, a conditional
-        model is evaluated at ∅ and w is unused.
+        model is evaluated at ∅, and a w other than 1 is refused (it could not take effect).
         """
+        if label is None and guidance_weight != 1.0:
+            raise ValueError(f"guidance_weight {guidance_weight} needs a label to guide toward; without one it has no effect")
         n = x.shape[0]
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(n)
         labels = None if label is None else torch.as_tensor(label, dtype=torch.long, device=x.device).expand(n)
