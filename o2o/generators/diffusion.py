@@ -403,6 +403,7 @@ def train_diffusion(
     ema_decay: float = 0.995,
     ema_every: int = 10,
     ema_warmup: int = 100,
+    split: int | None = None,
 ) -> dict[str, float]:
     """Fits `normalizer` on `data` (N, D) and trains `model` for `steps` Adam steps on minibatches
     drawn uniformly with replacement; `labels` (N,) long for a conditional model. Returns
@@ -415,6 +416,9 @@ def train_diffusion(
     repositories sample from the EMA model). The EMA follows `ema_pytorch` as they use it: every
     `ema_every` steps, a plain copy up to step `ema_warmup`, then decay
     min(ema_decay, 1 − (1 + t)^(−2/3)) at t steps past the warm-up.
+
+    With `split`, rows [0, split) and [split, N) each fill half of every minibatch (CFDG's
+    offline and online rows: the online label is learned however few online rows there are).
 
     `generator` (on the model's device) draws the minibatch indices, noise levels, noise and
     label dropout, so a seeded run repeats exactly. This is what a generator calls at each
@@ -429,7 +433,16 @@ def train_diffusion(
     ema = [p.detach().clone() for p in params]
     losses = []
     for step in range(steps):
-        idx = torch.randint(x.shape[0], (batch_size,), generator=generator, device=x.device)
+        if split is None:
+            idx = torch.randint(x.shape[0], (batch_size,), generator=generator, device=x.device)
+        else:
+            half = batch_size // 2
+            idx = torch.cat(
+                [
+                    torch.randint(split, (half,), generator=generator, device=x.device),
+                    torch.randint(split, x.shape[0], (batch_size - half,), generator=generator, device=x.device),
+                ]
+            )
         loss = model.loss(x[idx], None if labels is None else labels[idx], generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

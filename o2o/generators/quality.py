@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 VELOCITY_CLIP: dict[str, float | None] = {"Hopper-v5": 10.0, "Walker2d-v5": 10.0, "HalfCheetah-v5": None}
 """Environments whose observation is their MuJoCo state (x position left out) → the bound their
@@ -89,3 +90,17 @@ def dynamics_error(
         transitions=int(kept.sum()),
         excluded=int((~kept).sum()),
     )
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Fréchet distance between Gaussians fitted to rows `a` and `b` (n, D) — FID's formula on
+    raw transition columns: ‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2(Σ_a^½ Σ_b Σ_a^½)^½). 0 for the same
+    statistics; a generator reports it between its rows and the real online and offline rows, in
+    its model's normalized space, where every column counts alike."""
+    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    mean_gap = (a.mean(0) - b.mean(0)).pow(2).sum()
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float(mean_gap + cov_a.trace() + cov_b.trace() - 2 * cross)

@@ -90,7 +90,7 @@ import inspect
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -105,7 +105,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.env_context import EnvContext
 from ray.util.debug import log_once
 
-from o2o.platform.actions import action_bounds, from_env
+from o2o.platform.actions import action_bounds, from_env, to_env
 from o2o.platform.balanced import BalancedReplay
 from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.evaluation import EVAL_SEEDS_PER_TRIAL, evaluate_policy, evaluation_seeds
@@ -125,6 +125,24 @@ BUILD_TIME_FIELDS: dict[str, str] = {
 }
 """Engine fields a phase cannot override, with the reason; every field of a method's
 `network_config()` is refused as well (its networks are built once, before the first phase)."""
+
+
+GENERATOR_FIELDS: dict[str | None, tuple[str, ...]] = {
+    None: (
+        "generator_schedule", "generated_fraction", "burst_updates", "generator_retrain_env_steps",
+        "generator_train_steps", "generated_samples", "generator_sample_steps", "generator_width",
+        "generator_depth", "generator_batch_size",
+    ),
+    "edis": ("energy_scales", "energy_train_steps", "energy_negatives"),
+    "cfdg": ("guidance_weight", "online_share", "ratio_clip"),
+}
+"""The generator fields: those of every generator (under None) and each generator's own. One
+set where no generator, or another generator, runs is refused: it could not take effect."""
+
+
+GENERATOR_TIMINGS = ("train_s", "sample_s", "samples_per_s")
+"""A retrain's timings, reported as `perf/generator/<name>` (the wall time of the diffusion
+training, of the sampling, and generated rows per second)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,50 @@ class O2OConfig(AlgorithmConfig):
         """"return_range" multiplies every reward by 1000 / (max − min episode return of the
         dataset), offline and online (IQL's locomotion setting); "none" keeps raw rewards."""
 
+        # A generator on any base (`o2o.generators`): None leaves the replay to real rows. A
+        # generator field left None takes its authors' value for this base (`authors_settings`).
+        self.generator: str | None = None
+        """"edis" (energy-guided diffusion sampling) or "cfdg" (classifier-free diffusion
+        generation): a diffusion model, retrained online, writing rows into the replay."""
+        self.generator_schedule: str | None = None
+        """"mix" (every online update takes `generated_fraction` generated rows) or "burst"
+        (`burst_updates` extra updates after each retrain take them); None: the authors' choice
+        for the base (IQL-EDIS burst, Cal-QL-EDIS and CFDG mix)."""
+        self.generated_fraction: float | None = None
+        """Share of a generated minibatch drawn from the generated rows (EDIS's
+        `offline_mixing_ratio`: IQL 0.2, Cal-QL 0.5; CFDG one third); None: the authors'."""
+        self.burst_updates: int = 20
+        """Under "burst": the extra updates right after each retrain (IQL-EDIS's `utd_ratio`)."""
+        self.generator_retrain_env_steps: int = 10_000
+        """Online env steps between retrains, the first after this many (EDIS: 10k)."""
+        self.generator_train_steps: int | None = None
+        """Diffusion training steps per retrain, from scratch (EDIS: IQL 30k, Cal-QL 10k); None:
+        the authors'."""
+        self.generated_samples: int = 100_000
+        """Rows generated per retrain, replacing the last retrain's (EDIS: 100k)."""
+        self.generator_sample_steps: int = 128
+        """Sampler steps per generated row (EDIS, SynthER: 128)."""
+        self.generator_width: int = 1024
+        """Width of the residual MLP denoiser (EDIS: 1024; SynthER: 2048)."""
+        self.generator_depth: int = 6
+        """Residual blocks of the denoiser (EDIS: 6)."""
+        self.generator_batch_size: int = 256
+        """Minibatch of the diffusion model's and the energies' training steps (EDIS: 256)."""
+        self.energy_scales: dict[str, float] = {"state": 2.0, "policy": 0.1, "transition": 0.1}
+        """EDIS: scale of each energy's gradient in the guidance (the code's `ope_clip`,
+        `pe_clip`, `te_clip`); 0 turns an energy off, all 0 samples unguided (SynthER)."""
+        self.energy_train_steps: int = 20
+        """EDIS: contrastive steps of each energy per retrain (the code's `energy_train_epoch`)."""
+        self.energy_negatives: int = 10
+        """EDIS: unguided negatives per positive in the InfoNCE loss (the code's `num_negative_sample`)."""
+        self.guidance_weight: float = 2.0
+        """CFDG: w in D̃ = D(x; ∅) + w·(D(x; c) − D(x; ∅)); the reviews' w′ in
+        ε̃ = (1 + w′)·ε(x, c) − w′·ε(x, ∅) is w − 1. 1 samples the plain conditional model."""
+        self.online_share: float = 0.8
+        """CFDG: share of generated rows labelled online (the paper's 8:2)."""
+        self.ratio_clip: float = 10.0
+        """CFDG: the generated rows' density-ratio weights are clipped to [1/c, c]."""
+
         # RLlib settings that suit O2O: one local EnvRunner stepping one env. Evaluation is o2o's
         # own (`O2OAlgorithm.evaluate`): `evaluation_duration` whole episodes of the deterministic
         # policy every `evaluation_interval` iterations, on no EnvRunner of RLlib's, so the
@@ -267,6 +329,23 @@ class O2OConfig(AlgorithmConfig):
         phase_overrides: dict[str, dict[str, Any]] = NotProvided,
         normalize_observations: bool = NotProvided,
         reward_normalization: str = NotProvided,
+        generator: str | None = NotProvided,
+        generator_schedule: str | None = NotProvided,
+        generated_fraction: float | None = NotProvided,
+        burst_updates: int = NotProvided,
+        generator_retrain_env_steps: int = NotProvided,
+        generator_train_steps: int | None = NotProvided,
+        generated_samples: int = NotProvided,
+        generator_sample_steps: int = NotProvided,
+        generator_width: int = NotProvided,
+        generator_depth: int = NotProvided,
+        generator_batch_size: int = NotProvided,
+        energy_scales: dict[str, float] = NotProvided,
+        energy_train_steps: int = NotProvided,
+        energy_negatives: int = NotProvided,
+        guidance_weight: float = NotProvided,
+        online_share: float = NotProvided,
+        ratio_clip: float = NotProvided,
     ) -> O2OConfig:
         """Set the engine's fields (budgets, replay, sync); see each field's docstring."""
         for key, value in dict(locals()).items():
@@ -295,6 +374,25 @@ class O2OConfig(AlgorithmConfig):
             "offline_updates",
             "online_env_steps",
         }
+
+    @property
+    def algorithm_label(self) -> str:
+        """The algorithm as runs and reports name it: the registry's name, with "+<generator>"
+        where a generator runs (`iql+edis`)."""
+        return f"{self.algorithm_name}+{self.generator}" if self.generator else self.algorithm_name
+
+    def generator_settings(self) -> dict[str, Any]:
+        """The generator fields in force: each one set, or the authors' value for this base."""
+        from o2o.generators import authors_settings
+
+        if self.generator is None:
+            return {}
+        fields = [f for group in GENERATOR_FIELDS.values() for f in group]
+        settings = {f: getattr(self, f) for f in fields}
+        for key, value in authors_settings(self.generator, self.algorithm_name).items():
+            if settings[key] is None:
+                settings[key] = value
+        return settings
 
     def for_phase(self, phase: str) -> O2OConfig:
         """A copy of this config with `phase_overrides[phase]` applied: the settings in force
@@ -361,6 +459,7 @@ class O2OConfig(AlgorithmConfig):
                 f"{self.algorithm_name or type(self).__name__} sets none; balanced replay's priorities are "
                 "sampling_rule balanced"
             )
+        self._validate_generator(rules)
         for field in ("hidden_sizes", "critic_hidden_sizes"):
             widths = getattr(self, field)
             if field == "critic_hidden_sizes" and widths is None:
@@ -402,6 +501,48 @@ class O2OConfig(AlgorithmConfig):
                     f"phase_overrides[{phase!r}] cannot change {', '.join(fixed)} ({reasons}); "
                     "set it in hyperparameters for the whole trial"
                 )
+
+    def _validate_generator(self, rules: list[str | None]) -> None:
+        """Refuse generator settings that could not take effect, before any trial is built."""
+        from o2o.generators import GENERATOR_SCHEDULES, GENERATORS
+
+        defaults = O2OConfig()
+        if self.generator is not None and self.generator not in GENERATORS:
+            self._value_error(f"generator {self.generator!r} is not one of {GENERATORS}")
+        for owner, fields in GENERATOR_FIELDS.items():
+            if self.generator is not None and owner in (None, self.generator):
+                continue
+            stray = [f for f in fields if getattr(self, f) != getattr(defaults, f)]
+            if stray:
+                where = "no generator runs" if self.generator is None else f"the generator is {self.generator}"
+                self._value_error(f"{', '.join(stray)} cannot take effect: {where} (they are {owner or 'a generator'}'s)")
+        in_phases = sorted({k for o in self.phase_overrides.values() for k in o} & {"generator", *GENERATOR_FIELDS[None], *GENERATOR_FIELDS["edis"], *GENERATOR_FIELDS["cfdg"]})
+        if in_phases:
+            self._value_error(f"phase_overrides cannot set {', '.join(in_phases)}: a generator runs in the online phase, set for the whole trial")
+        if self.generator is None:
+            return
+        settings = self.generator_settings()
+        if settings["generator_schedule"] not in GENERATOR_SCHEDULES:
+            self._value_error(f"generator_schedule {settings['generator_schedule']!r} is not one of {GENERATOR_SCHEDULES}")
+        if settings["generator_schedule"] == "mix" and self.burst_updates != defaults.burst_updates:
+            self._value_error("burst_updates cannot take effect with generator_schedule mix: there are no bursts")
+        if not 0.0 < settings["generated_fraction"] <= 1.0:
+            self._value_error(f"generated_fraction must lie in (0, 1], got {settings['generated_fraction']}")
+        prioritized = sorted({r for r in rules if r in ("prioritized", "balanced")})
+        if prioritized:
+            self._value_error(
+                f"a generator cannot run beside sampling_rule {prioritized[0]}: generated rows carry no priorities"
+            )
+        counts = ("burst_updates", "generator_retrain_env_steps", "generator_train_steps", "generated_samples",
+                  "generator_width", "generator_depth", "generator_batch_size", "energy_train_steps", "energy_negatives")
+        bad = [f for f in counts if settings[f] < 1]
+        if bad or settings["generator_sample_steps"] < 2:
+            self._value_error(f"{', '.join(bad) or 'generator_sample_steps'} must be positive (generator_sample_steps >= 2)")
+        scales = settings["energy_scales"]
+        if not isinstance(scales, dict) or set(scales) != {"state", "policy", "transition"} or any(v < 0 for v in scales.values()):
+            self._value_error(f"energy_scales must give state, policy and transition a scale >= 0, got {scales!r}")
+        if not 0.0 <= settings["online_share"] <= 1.0 or settings["ratio_clip"] < 1.0:
+            self._value_error("online_share must lie in [0, 1] and ratio_clip be >= 1")
 
     def _validate_evaluation(self) -> None:
         """Refuse evaluation settings o2o's evaluation (`O2OAlgorithm.evaluate`) cannot honour:
@@ -477,6 +618,8 @@ class O2OLearner(TorchLearner):
         self.obs_mean: np.ndarray | None = None
         self.obs_std: np.ndarray | None = None
         self.reward_scale = 1.0
+        self.generator: Any = None
+        """The trial's generator (`o2o.generators`), a `TransitionGenerator`; None without one."""
 
     @property
     def net(self) -> torch.nn.Module:
@@ -511,9 +654,24 @@ class O2OLearner(TorchLearner):
         if data is not None:
             self._fit_transforms(data)
             offline = self.transform(self.offline_columns(data))
+        seed = int(self.config.seed or 0)
+        generating = self.config.generator is not None
         self.replay = ReplayStore(
-            columns, offline, self.config.online_buffer_capacity, self._device, int(self.config.seed or 0)
+            columns,
+            offline,
+            self.config.online_buffer_capacity,
+            self._device,
+            seed,
+            generated_capacity=self.config.generated_samples if generating else 0,
         )
+        if generating:
+            from o2o.generators import generator_class
+            from o2o.generators.diffusion import TransitionLayout
+
+            settings = self.config.copy(copy_frozen=False)
+            for key, value in self.config.generator_settings().items():
+                setattr(settings, key, value)
+            self.generator = generator_class(self.config.generator)(settings, TransitionLayout(obs_dim, act_dim), self._device, seed)
         return self.replay.n_offline
 
     def _fit_transforms(self, data: Transitions) -> None:
@@ -598,6 +756,55 @@ class O2OLearner(TorchLearner):
         assert self.replay is not None
         return self.replay.n_online
 
+    # --- a generator (`o2o.generators`) ---------------------------------------------------------
+
+    def generator_due(self) -> bool:
+        """Whether the generator retrains now: every `generator_retrain_env_steps` env steps of the
+        online phase, on the learner's env-step clock."""
+        if self.generator is None or self.phase is None or self.phase.unit != "env_steps":
+            return False
+        return self.phase_env_steps >= (self.generator.retrains + 1) * self.config.generator_retrain_env_steps
+
+    def retrain_generator(self) -> dict[str, Any]:
+        """Retrain the generator on the store's offline and online rows and replace the generated
+        region with its rows (extra columns as online rows have them: Cal-QL's Monte-Carlo
+        return unknown, −inf). Returns its metrics, and `quality`: a sample of the generated and
+        of the reference (unguided) rows in the environment's units, for the dynamics error."""
+        assert self.replay is not None and self.generator is not None
+        replay, layout = self.replay, self.generator.layout
+        width = layout.width
+        offline = replay.table[: replay.n_offline, :width]
+        online = replay.table[replay.n_offline : replay.n_offline + replay.n_online, :width]
+        with torch.enable_grad():  # the diffusion model and the energies train here
+            generation = self.generator.retrain(offline, online, self.net.act)
+        rows = layout.unpack(generation.rows)
+        for name in replay.columns:
+            if name not in rows:
+                rows[name] = torch.full((len(generation.rows),), -torch.inf, device=generation.rows.device)
+        replay.set_generated(rows, generation.weights)
+        return {
+            "metrics": generation.metrics,
+            "quality": {
+                "generated": self.environment_units(layout.unpack(generation.rows[: len(generation.reference)])),
+                "reference": self.environment_units(layout.unpack(generation.reference)),
+            },
+        }
+
+    def environment_units(self, rows: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Store rows back in the environment's units: states unstandardized, rewards unscaled,
+        actions mapped back to the env's bounds (the inverse of `transform` and `offline_columns`)."""
+        out = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in rows.items()}
+        if self.obs_mean is not None:
+            for key in ("obs", "new_obs"):
+                out[key] = out[key] * self.obs_std + self.obs_mean
+        out["rewards"] = out["rewards"] / self.reward_scale
+        out["actions"] = to_env(out["actions"], *action_bounds(self.net.action_space))
+        return out
+
+    def generated_rows(self) -> int:
+        """Generated rows the store holds now (0 before the first retrain)."""
+        return 0 if self.replay is None else self.replay.n_generated
+
     def update_sampling(self, sampling: Sampling) -> Sampling:
         """Hook: the rule this update's minibatch is drawn by, given the rule of the learner call
         (the phase's). The identity here; a method that picks a buffer per update overrides it
@@ -632,6 +839,9 @@ class O2OLearner(TorchLearner):
         with torch.enable_grad():
             for _ in range(num_updates):
                 self.sampling = self.update_sampling(sampling)
+                if sampling.generated_fraction and not self.sampling.generated_fraction:
+                    # A method that picks its rule per update (APL) keeps the generated share.
+                    self.sampling = replace(self.sampling, generated_fraction=sampling.generated_fraction)
                 source = self.priority_source(self.sampling.rule)
                 if source is not None:
                     self.row_priorities = source
@@ -714,6 +924,7 @@ class O2OLearner(TorchLearner):
                 "phase_start_env_steps": self.phase_start_env_steps,
                 "torch_rng": torch.get_rng_state().numpy(),
                 "balanced": None if self.balancer is None else self.balancer.get_state(),
+                "generator": None if self.generator is None else self.generator.get_state(),
             }
         return state
 
@@ -730,6 +941,9 @@ class O2OLearner(TorchLearner):
         if own.get("balanced") is not None:
             self._balancer().set_state(own["balanced"])
             self.row_priorities = self.balancer
+        if own.get("generator") is not None:
+            assert self.generator is not None, "the checkpoint's trial ran a generator; this config runs none"
+            self.generator.set_state(own["generator"])
         self.num_updates = own["num_updates"]
         self.phase_updates = own["phase_updates"]
         self.phase_start_env_steps = own["phase_start_env_steps"]
@@ -863,13 +1077,48 @@ class O2OAlgorithm(Algorithm):
         return steps
 
     def online_sampling(self) -> Sampling:
-        """The online minibatch rule now: the phase's rule, its dataset share annealed by env steps."""
+        """The online minibatch rule now: the phase's rule, its dataset share annealed by env steps;
+        under a generator's "mix" schedule, once it has generated rows, its generated share."""
         cfg = self.hp
         fraction = cfg.offline_fraction
         if cfg.offline_fraction_end is not None:
             progress = min(self.env_steps / cfg.anneal_env_steps, 1.0)
             fraction += (cfg.offline_fraction_end - fraction) * progress
-        return Sampling(cfg.sampling_rule, fraction)
+        sampling = Sampling(cfg.sampling_rule, fraction)
+        settings = self.config.generator_settings()
+        if settings and settings["generator_schedule"] == "mix" and self._learner("generated_rows"):
+            return self.generated_sampling(sampling)
+        return sampling
+
+    def generated_sampling(self, sampling: Sampling) -> Sampling:
+        """`sampling` with the generator's generated share; the rest by the generator's
+        `rest_rule` (EDIS: online rows only) or, where it has none, by `sampling`'s rule."""
+        from o2o.generators import generator_class
+
+        fraction = self.config.generator_settings()["generated_fraction"]
+        if generator_class(self.config.generator).rest_rule == "online":
+            return Sampling("online", generated_fraction=fraction)
+        return replace(sampling, generated_fraction=fraction)
+
+    def retrain_generator(self) -> None:
+        """Retrain the learner's generator now; its metrics go under `generator/`, its wall time
+        under `perf/generator_s` (its parts under `perf/generator/`), and on MuJoCo tasks whose state the observation determines, the
+        dynamics error of its generated rows and of the unguided reference rows
+        (`o2o.generators.quality`)."""
+        from o2o.generators.quality import VELOCITY_CLIP, dynamics_error
+
+        start = time.perf_counter()
+        out = self._learner("retrain_generator")
+        self._metrics["perf/generator_s"] = time.perf_counter() - start
+        timings = {k: v for k, v in out["metrics"].items() if k in GENERATOR_TIMINGS}
+        self._record("perf/generator", timings)
+        self._record("generator", {k: v for k, v in out["metrics"].items() if k not in timings})
+        env_id = self.config.env if isinstance(self.config.env, str) else ""
+        if env_id in VELOCITY_CLIP:
+            for name, rows in out["quality"].items():
+                error = dynamics_error(env_id, rows["obs"], rows["actions"], rows["rewards"], rows["new_obs"])
+                self._metrics[f"generator/{name}_dynamics_mse"] = error.next_obs_mse
+                self._metrics[f"generator/{name}_within_tolerance"] = error.within_tolerance
 
     def online_iteration(self, steps: int) -> int:
         """`steps` env steps, `utd_ratio` updates per step once `learning_starts` rows are held,
@@ -877,9 +1126,14 @@ class O2OAlgorithm(Algorithm):
         cfg = self.hp
         done = 0
         metrics: list[dict[str, float]] = []
+        settings = self.config.generator_settings()
         while done < steps:
             n = self.collect_online(min(cfg.weight_sync_interval, steps - done))
             done += n
+            burst = 0
+            if settings and self._learner("generator_due"):
+                self.retrain_generator()
+                burst = settings["burst_updates"] if settings["generator_schedule"] == "burst" else 0
             if self.env_steps >= cfg.learning_starts:
                 # The fraction carries over, so a trial runs exactly utd_ratio updates per
                 # training env step (UTD 0.5: one update every other step; 2.5: 2, 3, 2, 3, …).
@@ -891,6 +1145,11 @@ class O2OAlgorithm(Algorithm):
                     metrics.append(self._learner("run_updates", updates, sampling))
                     self.updates += updates
                     self._sync_weights()
+            if burst:
+                # IQL-EDIS: right after a retrain, extra updates with the generated share.
+                self._record("burst", self._learner("run_updates", burst, self.generated_sampling(self.online_sampling())))
+                self.updates += burst
+                self._sync_weights()
         if metrics:
             keys = dict.fromkeys(k for m in metrics for k in m)  # a delayed actor's loss is not in every call
             self._record("online", {k: float(np.mean([m[k] for m in metrics if k in m])) for k in keys})
@@ -948,10 +1207,13 @@ class O2OAlgorithm(Algorithm):
         result["o2o_tags"] = {
             "dataset_id": str(self.config.dataset_id),
             "dataset_hash": str(self.config.dataset_hash),
-            "o2o.algorithm": self.config.algorithm_name,
+            "o2o.algorithm": self.config.algorithm_label,
             "phase": phase.name if phase else "done",
             "o2o.phases": json.dumps([[p.name, p.budget, p.unit] for p in self.phases(self.config) if p.budget > 0]),
         }
+        if self.config.generator:
+            # Which schedule ran, the authors' per-base default or a spec's choice, for the report.
+            result["o2o_tags"]["o2o.generator"] = json.dumps({"generator": self.config.generator, **self.config.generator_settings()})
         result["done"] = finished
         return result
 

@@ -17,6 +17,12 @@ a minibatch come from; they are named so a method's config can choose one:
 - ``balanced``: the same draw, the priorities set by the density-ratio network of balanced
   replay (Lee et al. 2021, `o2o.platform.balanced.BalancedReplay`), which any learner can use.
 
+A third region after the online ring holds generated rows (a generator's samples, EDIS and
+CFDG; `o2o.generators`). It is replaced whole at each retrain (`set_generated`), and a rule's
+`generated_fraction` draws that share of a minibatch from it — uniformly, or ∝ a weight per
+generated row where the generator gives them (CFDG's density ratios), by a binary search of their
+cumulative sum (O(batch · log n)). The rest of the minibatch follows the rule.
+
 The store only keeps and samples the priorities; a `PrioritySource` of the learner computes them.
 
 Priorities live in a sum tree (`SumTree`) over all rows, allocated when a learner first asks
@@ -49,10 +55,18 @@ class Sampling:
     offline_fraction: float = 0.5
     online_window: int | None = None
     """Under ``online``: draw from the newest this-many online rows only (None: all of them)."""
+    generated_fraction: float = 0.0
+    """Share of the minibatch drawn from the generated rows; the rest follows `rule`."""
 
     def __post_init__(self) -> None:
         if self.rule not in SAMPLING_RULES:
             raise ValueError(f"sampling rule {self.rule!r} is not one of {SAMPLING_RULES}")
+        if not 0.0 <= self.generated_fraction <= 1.0:
+            raise ValueError(f"generated_fraction must lie in [0, 1], got {self.generated_fraction}")
+        if self.generated_fraction > 0 and self.rule in PRIORITIZED_RULES:
+            raise ValueError(
+                f"generated_fraction cannot be drawn beside the {self.rule!r} rule: generated rows carry no priorities"
+            )
         if not 0.0 <= self.offline_fraction <= 1.0:
             raise ValueError(f"offline_fraction must lie in [0, 1], got {self.offline_fraction}")
         if self.online_window is not None and self.online_window < 1:
@@ -142,7 +156,8 @@ class SumTree:
 
 
 class ReplayStore:
-    """Offline rows [0, n_offline) and an online ring [n_offline, n_offline + capacity)."""
+    """Offline rows [0, n_offline), an online ring [n_offline, n_offline + capacity) and
+    `generated_capacity` generated rows after it."""
 
     def __init__(
         self,
@@ -151,6 +166,7 @@ class ReplayStore:
         online_capacity: int,
         device: torch.device,
         seed: int,
+        generated_capacity: int = 0,
     ) -> None:
         self.columns = dict(columns)
         widths = [int(np.prod(shape)) for shape in self.columns.values()]
@@ -158,11 +174,16 @@ class ReplayStore:
         self.n_offline = 0 if offline is None else len(next(iter(offline.values())))
         self.capacity = online_capacity
         self.device = device
-        self.table = torch.empty(self.n_offline + online_capacity, self.width, device=device)
+        self.generated_capacity = generated_capacity
+        self.table = torch.empty(self.n_offline + online_capacity + generated_capacity, self.width, device=device)
         if offline is not None:
             self.table[: self.n_offline] = torch.from_numpy(self._pack(offline)).to(device)
         self.n_online = 0
         self.total_added = 0  # online transitions ever added, ring wrap included
+        self.n_generated = 0
+        self.generated_weights: torch.Tensor | None = None
+        """The generated rows' weights when they are drawn ∝ weight (None: uniformly)."""
+        self._generated_cdf: torch.Tensor | None = None
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self.priorities: SumTree | None = None
@@ -202,6 +223,34 @@ class ReplayStore:
         self.total_added += len(rows)
         self.n_online = min(self.n_online + len(rows), self.capacity)
 
+    @property
+    def generated_start(self) -> int:
+        """The first generated row's index."""
+        return self.n_offline + self.capacity
+
+    def set_generated(self, rows: Mapping[str, torch.Tensor], weights: torch.Tensor | None = None) -> None:
+        """Replace the generated rows with `rows` (a tensor per column, in the store's space);
+        with `weights` (one per row, > 0) later draws take each row ∝ its weight."""
+        missing = [k for k in self.columns if k not in rows]
+        if missing:
+            raise KeyError(f"generated rows lack columns {missing}")
+        packed = torch.cat([rows[k].reshape(len(rows[k]), -1).to(self.device, torch.float32) for k in self.columns], dim=1)
+        if len(packed) > self.generated_capacity:
+            raise ValueError(f"{len(packed)} generated rows do not fit the store's {self.generated_capacity}")
+        if weights is not None and (weights.shape != (len(packed),) or not bool((weights > 0).all())):
+            raise ValueError(f"generated rows' weights must be {len(packed)} positive values")
+        self.table[self.generated_start : self.generated_start + len(packed)] = packed
+        self.n_generated = len(packed)
+        self._set_generated_weights(weights)
+
+    def _set_generated_weights(self, weights: torch.Tensor | None) -> None:
+        self.generated_weights = None if weights is None else weights.to(self.device, torch.float64)
+        self._generated_cdf = None if weights is None else self.generated_weights.cumsum(0)
+
+    def generated_rows(self) -> torch.Tensor:
+        """The generated rows held now, packed (n_generated, width)."""
+        return self.table[self.generated_start : self.generated_start + self.n_generated]
+
     def set_priorities(self, indices: torch.Tensor, values: torch.Tensor) -> None:
         """New positive priorities for rows `indices` (row numbers as `sample_indices` returns)."""
         if self.priorities is None:
@@ -209,7 +258,25 @@ class ReplayStore:
         self.priorities.set(indices, values)
 
     def sample_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
-        """Row indices of one minibatch under a sampling rule."""
+        """Row indices of one minibatch under a sampling rule: its `generated_fraction` from the
+        generated rows first, the rest by the rule."""
+        if sampling.generated_fraction > 0:
+            if self.n_generated == 0:
+                raise RuntimeError("generated_fraction needs generated rows; the generator has produced none yet")
+            n_gen = int(round(batch_size * sampling.generated_fraction))
+            if n_gen == batch_size:
+                return self._generated(n_gen)
+            return torch.cat([self._generated(n_gen), self._by_rule(batch_size - n_gen, sampling)])
+        return self._by_rule(batch_size, sampling)
+
+    def _generated(self, n: int) -> torch.Tensor:
+        if self._generated_cdf is None:
+            return self._randint(self.generated_start, self.generated_start + self.n_generated, n)
+        u = torch.rand(n, dtype=torch.float64, device=self.device, generator=self.generator) * self._generated_cdf[-1]
+        rows = torch.searchsorted(self._generated_cdf, u, right=True).clamp_(max=self.n_generated - 1)
+        return rows + self.generated_start
+
+    def _by_rule(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
         rule = sampling.rule
         if rule in PRIORITIZED_RULES:
             return self._prioritized(batch_size, rule)
@@ -258,12 +325,16 @@ class ReplayStore:
         return self.gather(self.sample_indices(batch_size, sampling))
 
     def get_state(self) -> dict:
-        """The online rows and ring position, the sampler's RNG and, where kept, the priorities of
-        every held row (the dataset itself is re-read from its content hash)."""
+        """The online rows and ring position, the generated rows and their weights, the sampler's
+        RNG and, where kept, the priorities of every held row (the dataset itself is re-read from
+        its content hash)."""
         held = self.n_offline + self.n_online
         online = self.table[self.n_offline : held].cpu().numpy().copy()
+        weights = self.generated_weights
         return {
             "online_rows": online,
+            "generated_rows": self.generated_rows().cpu().numpy().copy(),
+            "generated_weights": None if weights is None else weights.cpu().numpy().copy(),
             "total_added": self.total_added,
             "generator": self.generator.get_state().cpu().numpy(),
             "priorities": None if self.priorities is None else self.priorities.values(0, held).cpu().numpy().copy(),
@@ -280,6 +351,15 @@ class ReplayStore:
         self.n_online = len(rows)
         self.total_added = int(state["total_added"])
         self.generator.set_state(torch.from_numpy(np.asarray(state["generator"], dtype=np.uint8)))
+        generated = np.asarray(state.get("generated_rows", np.zeros((0, self.width))), dtype=np.float32)
+        if len(generated) > self.generated_capacity:
+            raise ValueError(
+                f"checkpointed generated region has {len(generated)} rows; this store holds {self.generated_capacity}"
+            )
+        self.table[self.generated_start : self.generated_start + len(generated)] = torch.from_numpy(generated).to(self.device)
+        self.n_generated = len(generated)
+        weights = state.get("generated_weights")
+        self._set_generated_weights(None if weights is None else torch.from_numpy(np.asarray(weights, np.float64)))
         if state.get("priorities") is not None:
             self.priorities = SumTree(self.n_offline + self.capacity, self.device)
             self.priorities.fill(0, torch.from_numpy(np.asarray(state["priorities"], dtype=np.float64)).to(self.device))

@@ -505,7 +505,8 @@ def run_sweep(
         experiment_name=spec.experiment_name,
         sweep_name=spec.name,
         param_keys=param_keys,
-        tags={**run_tags(spec), "o2o.algorithm": spec.algorithm},
+        # A generator names itself beside its base (`iql+edis`), as the trials' own tag does.
+        tags={**run_tags(spec), "o2o.algorithm": "+".join(filter(None, [spec.algorithm, spec.hyperparameters.get("generator")]))},
     )
     # -v 0: the summary at the end only; 1: o2o's progress lines; 2: Tune's own output as well.
     printer = [ProgressPrinter(["dataset_id", "seed", *spec.grid])] if verbose >= 1 else []

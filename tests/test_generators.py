@@ -1,0 +1,243 @@
+"""Generators as a plug-in to any base (`generator: edis | cfdg`): the replay's generated region
+and its mixing, the settings refused before a trial is built, the authors' per-base settings,
+and the generator conformance suite — on real Ray, a real Hopper-v5 and a real factory dataset,
+each generator on several bases retrains on the online clock, fills the generated region, feeds
+its rows to updates by its schedule, reports its metrics, and restores from a checkpoint to
+continue exactly as the uninterrupted trial (a second retrain included)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from o2o.algorithms import config_class
+from o2o.platform.data import ResolvedDataset
+from o2o.platform.engine import O2OAlgorithm, O2OConfig
+from o2o.platform.replay import ReplayStore, Sampling, transition_columns
+
+from helpers import on_dataset
+
+
+def store(n_offline: int = 100, n_online: int = 50, generated: int = 40) -> ReplayStore:
+    """A store of obs 2, act 1 with `n_offline` dataset rows (obs = row index), `n_online` online
+    rows (obs = 1000 + index) and room for `generated` generated rows."""
+    columns = transition_columns(2, 1)
+
+    def rows(values: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(values)
+        return {
+            "obs": np.stack([values, values], 1).astype(np.float32),
+            "actions": np.zeros((n, 1), np.float32),
+            "rewards": values.astype(np.float32),
+            "new_obs": np.zeros((n, 2), np.float32),
+            "terminateds": np.zeros(n, np.float32),
+        }
+
+    replay = ReplayStore(columns, rows(np.arange(n_offline)), 1000, torch.device("cpu"), seed=0, generated_capacity=generated)
+    if n_online:
+        replay.add_online(rows(1000 + np.arange(n_online)))
+    return replay
+
+
+def generated_rows(n: int, start: float = 5000.0) -> dict[str, torch.Tensor]:
+    values = start + torch.arange(n, dtype=torch.float32)
+    return {
+        "obs": torch.stack([values, values], 1),
+        "actions": torch.zeros(n, 1),
+        "rewards": values,
+        "new_obs": torch.zeros(n, 2),
+        "terminateds": torch.zeros(n),
+    }
+
+
+def test_generated_fraction_draws_that_share_from_the_generated_rows_and_the_rest_by_the_rule() -> None:
+    replay = store()
+    replay.set_generated(generated_rows(40))
+    batch = replay.sample(64, Sampling("online", generated_fraction=0.25))
+    rewards = batch["rewards"]
+    assert bool((rewards[:16] >= 5000).all()) and bool((rewards[:16] < 5040).all()), "16 of 64 generated rows"
+    assert bool((rewards[16:] >= 1000).all()) and bool((rewards[16:] < 1050).all()), "the rest online rows only"
+    union = replay.sample(4000, Sampling("union", generated_fraction=0.5))["rewards"]
+    assert int((union >= 5000).sum()) == 2000 and bool((union[2000:] < 1050).all())
+
+
+def test_weighted_generated_rows_are_drawn_in_proportion_to_their_weights() -> None:
+    replay = store()
+    replay.set_generated(generated_rows(2), weights=torch.tensor([1.0, 3.0]))
+    rewards = replay.sample(20_000, Sampling("online", generated_fraction=1.0))["rewards"]
+    share = float((rewards == 5001).float().mean())
+    assert abs(share - 0.75) < 0.015, share
+
+
+def test_a_retrain_replaces_the_generated_rows_whole() -> None:
+    replay = store()
+    replay.set_generated(generated_rows(40))
+    replay.set_generated(generated_rows(10, start=7000.0))
+    assert replay.n_generated == 10
+    rewards = replay.sample(2000, Sampling("online", generated_fraction=1.0))["rewards"]
+    assert bool((rewards >= 7000).all()) and bool((rewards < 7010).all())
+
+
+def test_the_generated_region_round_trips_through_a_checkpoint() -> None:
+    replay = store()
+    replay.set_generated(generated_rows(30), weights=torch.linspace(1, 2, 30))
+    state = replay.get_state()
+    restored = store(n_online=0)
+    restored.set_state(state)
+    sampling = Sampling("ratio", offline_fraction=0.5, generated_fraction=0.5)
+    torch.testing.assert_close(restored.sample(256, sampling), replay.sample(256, sampling), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("act", "error", "message"),
+    [
+        (lambda r: r.sample(8, Sampling("online", generated_fraction=0.5)), RuntimeError, "needs generated rows"),
+        (lambda r: r.set_generated(generated_rows(41)), ValueError, "41 generated rows do not fit the store's 40"),
+        (lambda r: r.set_generated({"obs": torch.zeros(3, 2)}), KeyError, "generated rows lack columns"),
+        (lambda r: r.set_generated(generated_rows(3), weights=torch.tensor([1.0, 0.0, 1.0])), ValueError, "3 positive values"),
+        (lambda r: Sampling("balanced", generated_fraction=0.2), ValueError, "generated rows carry no priorities"),
+        (lambda r: Sampling("union", generated_fraction=1.5), ValueError, "generated_fraction must lie in [0, 1]"),
+    ],
+)
+def test_the_generated_region_refuses_what_it_cannot_do(act: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        act(store())
+
+
+def configured(name: str, **fields: Any) -> O2OConfig:
+    return config_class(name)().environment("Hopper-v5").offline_data(input_=["unread.parquet"]).o2o(offline_updates=10, **fields)
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "message"),
+    [
+        ("iql", {"energy_negatives": 5}, "energy_negatives cannot take effect: no generator runs"),
+        ("iql", {"generated_samples": 5}, "generated_samples cannot take effect: no generator runs"),
+        ("iql", {"generator": "edis", "guidance_weight": 3.0}, "guidance_weight cannot take effect: the generator is edis (they are cfdg's)"),
+        ("iql", {"generator": "cfdg", "energy_scales": {"state": 1.0, "policy": 0.0, "transition": 0.0}}, "energy_scales cannot take effect: the generator is cfdg"),
+        ("calql", {"generator": "edis", "burst_updates": 5}, "burst_updates cannot take effect with generator_schedule mix"),
+        ("iql", {"generator": "synther"}, "generator 'synther' is not one of ('edis', 'cfdg')"),
+        ("iql", {"generator": "edis", "sampling_rule": "balanced"}, "a generator cannot run beside sampling_rule balanced"),
+        ("iql", {"generator": "edis", "phase_overrides": {"online": {"generated_fraction": 0.5}}}, "phase_overrides cannot set generated_fraction"),
+        ("iql", {"generator": "edis", "generator_schedule": "always"}, "generator_schedule 'always' is not one of ('mix', 'burst')"),
+        ("iql", {"generator": "edis", "generated_fraction": 0.0}, "generated_fraction must lie in (0, 1], got 0.0"),
+        ("iql", {"generator": "edis", "energy_scales": {"state": 1.0}}, "energy_scales must give state, policy and transition"),
+        ("iql", {"generator": "cfdg", "ratio_clip": 0.5}, "ratio_clip be >= 1"),
+    ],
+)
+def test_generator_settings_that_cannot_take_effect_are_refused(name: str, fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        configured(name, **fields).validate()
+
+
+def test_a_generator_takes_its_authors_settings_for_the_base_unless_set() -> None:
+    iql = configured("iql", generator="edis").generator_settings()
+    calql = configured("calql", generator="edis").generator_settings()
+    pex = configured("pex", generator="cfdg").generator_settings()
+    assert (iql["generator_schedule"], iql["generated_fraction"], iql["generator_train_steps"]) == ("burst", 0.2, 30_000)
+    assert (calql["generator_schedule"], calql["generated_fraction"], calql["generator_train_steps"]) == ("mix", 0.5, 10_000)
+    assert (pex["generator_schedule"], pex["generated_fraction"]) == ("mix", 1 / 3)
+    chosen = configured("iql", generator="edis", generator_schedule="mix", generated_fraction=0.4).generator_settings()
+    assert (chosen["generator_schedule"], chosen["generated_fraction"]) == ("mix", 0.4)
+    assert configured("iql").generator_settings() == {} and configured("iql", generator="cfdg").algorithm_label == "iql+cfdg"
+
+
+# --- the generator conformance suite, on real Ray ------------------------------------------------
+
+TINY_GENERATOR = dict(
+    generator_retrain_env_steps=50,
+    generator_train_steps=40,
+    generated_samples=300,
+    generator_sample_steps=8,
+    generator_width=32,
+    generator_depth=1,
+    generator_batch_size=32,
+)
+"""A generator small enough for CI: a retrain every online iteration of 50 env steps."""
+OWN_FIELDS = {"edis": dict(energy_train_steps=3, energy_negatives=4), "cfdg": dict(guidance_weight=2.0)}
+BASE_TRAINING = {"calql": {"cql_alpha": 1.0}}
+"""As test_conformance.py: Cal-QL's TD error falls at α = 1 on random data."""
+
+PAIRS = [("iql", "edis"), ("calql", "edis"), ("iql", "cfdg"), ("pex", "cfdg"), ("apl", "cfdg")]
+
+
+def tiny(name: str, generator: str, dataset: ResolvedDataset) -> O2OConfig:
+    return (
+        on_dataset(
+            config_class(name)(),
+            dataset,
+            offline_updates=100,
+            online_env_steps=150,
+            updates_per_iteration=100,
+            env_steps_per_iteration=50,
+            learning_starts=0,
+            random_steps=0,
+            generator=generator,
+            **TINY_GENERATOR,
+            **OWN_FIELDS[generator],
+        )
+        .training(train_batch_size_per_learner=32, **BASE_TRAINING.get(name, {}))
+        .evaluation(evaluation_interval=0)
+        .debugging(seed=0)
+    )
+
+
+def measured(result: dict) -> dict[str, float]:
+    return {k: v for k, v in result["o2o"].items() if not k.startswith("perf/")}
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize(("name", "generator"), PAIRS)
+def test_a_generator_on_a_base_retrains_feeds_updates_and_restores(name: str, generator: str, hopper_random, tmp_path) -> None:
+    algo: O2OAlgorithm = tiny(name, generator, hopper_random).build_algo()
+    learner = algo.learner_group._learner
+    settings = algo.config.generator_settings()
+    online_updates = int(50 * algo.config.utd_ratio)  # APL: UTD 10 (its authors')
+    try:
+        algo.train()  # the offline phase: no retrain, nothing generated
+        assert learner.replay.n_generated == 0 and learner.generator.retrains == 0
+        first = algo.train()  # 50 online env steps: one retrain at the 50th
+        assert learner.generator.retrains == 1 and learner.replay.n_generated == 300
+        metrics = first["o2o"]
+        for key in ("generator/diffusion_loss", "generator/frechet_online", "generator/generated_dynamics_mse",
+                    "generator/reference_dynamics_mse", "perf/generator/samples_per_s"):
+            assert np.isfinite(metrics[key]), key
+        if generator == "edis":
+            assert 0.0 <= metrics["generator/energy_state_accuracy"] <= 1.0
+            assert metrics["generator/energy_state_loss"] > 0.0
+        else:
+            weights = learner.replay.generated_weights
+            assert weights is not None and not torch.allclose(weights, weights[0]), "CFDG weighs its rows by density ratio"
+        if settings["generator_schedule"] == "burst":
+            assert "burst/critic_loss" in metrics, "IQL-EDIS's burst of updates after the retrain"
+            assert metrics["counters/updates"] == 100 + online_updates + settings["burst_updates"]
+        else:
+            # The last update of the iteration came after the retrain: it drew the generated share.
+            assert learner.sampling.generated_fraction == pytest.approx(settings["generated_fraction"])
+            assert metrics["counters/updates"] == 100 + online_updates
+        if "mc_returns" in learner.replay.columns:
+            assert bool(torch.isinf(learner.replay.generated_rows()[:, -1]).all()), "Cal-QL: no return known"
+        assert first["o2o_tags"]["o2o.algorithm"] == f"{name}+{generator}"
+        assert '"generator_schedule"' in first["o2o_tags"]["o2o.generator"]
+
+        saved = learner.replay.get_state()
+        algo.save_to_path(tmp_path / "ckpt")
+        uninterrupted = measured(algo.train())  # a second retrain at 100 steps
+        assert learner.generator.retrains == 2
+        uninterrupted_rows = learner.replay.generated_rows().clone()
+    finally:
+        algo.stop()
+
+    restored = type(algo).from_checkpoint(tmp_path / "ckpt")
+    try:
+        again = restored.learner_group._learner
+        np.testing.assert_array_equal(again.replay.get_state()["generated_rows"], saved["generated_rows"])
+        assert again.generator.retrains == 1
+        assert measured(restored.train()) == uninterrupted, "the restored trial retrains and continues as the uninterrupted one"
+        assert torch.equal(again.replay.generated_rows(), uninterrupted_rows)
+    finally:
+        restored.stop()
