@@ -2,7 +2,11 @@
 replay's offline and online rows, then rows generated for the replay's generated region.
 
 A generator lives in the learner (`o2o.platform.engine.O2OLearner`), on the learner's device,
-and works in the store's space (standardized states and rescaled rewards where the trial sets
+and retrains in a thread of its own (on a CUDA stream of its own on a GPU) while the trial goes
+on collecting and updating: `start_retrain` snapshots what it trains on, `finish_retrain` waits
+for the rows. Only the main thread touches torch's global random state (the model's
+initialization, in `start_retrain`); the retrain draws from the generator's own stream, so a
+trial repeats exactly whatever the threads' timing. It works in the store's space (standardized states and rescaled rewards where the trial sets
 them, actions in [−1, 1]): what it generates goes into the store as it comes out. The engine
 decides when it retrains (every `generator_retrain_env_steps` online env steps) and how
 generated rows enter minibatches (`generator_schedule`, `generated_fraction`); a generator
@@ -12,8 +16,9 @@ classifier-free guidance and density-ratio weights, `o2o.generators.cfdg`).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,9 +26,6 @@ import torch
 
 from o2o.generators.diffusion import EDMDiffusion, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
 from o2o.generators.quality import frechet_distance
-
-Policy = Callable[[torch.Tensor], torch.Tensor]
-"""The learner's current deterministic policy: states (B, obs) → actions (B, act), store space."""
 
 GENERATION_CHUNK = 10_000
 """Rows sampled per batched sampler call: bounds the sampler's activations (a 1024-wide
@@ -57,6 +59,9 @@ class TransitionGenerator:
     non-generated rows from its online buffer) or None, the base algorithm's own rule (CFDG)."""
     num_labels: ClassVar[int] = 0
     """Conditioning labels of the diffusion model (CFDG: offline and online)."""
+    needs_policy: ClassVar[bool] = False
+    """Whether a retrain reads the current policy's actions in the online states (EDIS's policy
+    energy)."""
 
     def __init__(self, config: Any, layout: TransitionLayout, device: torch.device, seed: int) -> None:
         self.config = config
@@ -67,6 +72,8 @@ class TransitionGenerator:
         self.retrains = 0
         self.model: EDMDiffusion | None = None
         self.normalizer = TransitionNormalizer(layout.width, raw_dims=[layout.terminal_index]).to(device)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def build_model(self) -> EDMDiffusion:
         """A freshly initialized model, its initial weights drawn from the generator's own seeded
@@ -83,9 +90,9 @@ class TransitionGenerator:
         return EDMDiffusion(denoiser).to(self.device)
 
     def train_model(self, offline: torch.Tensor, online: torch.Tensor) -> dict[str, float]:
-        """A fresh model trained on every offline and online row (uniformly over their union, as
+        """The fresh model trained on every offline and online row (uniformly over their union, as
         EDIS's `train_from_redq_buffer`); a conditional generator overrides this."""
-        self.model = self.build_model()
+        assert self.model is not None
         info = train_diffusion(
             self.model,
             self.normalizer,
@@ -116,13 +123,48 @@ class TransitionGenerator:
             )
         return torch.cat(chunks)
 
-    def retrain(self, offline: torch.Tensor, online: torch.Tensor, policy: Policy) -> Generation:
-        """Train on the replay's `offline` and `online` rows (store space, (n, layout.width)) and
-        generate `generated_samples` rows."""
+    def start_retrain(self, offline: torch.Tensor, online: torch.Tensor, policy_actions: torch.Tensor | None) -> None:
+        """Begin a retrain on the replay's `offline` and `online` rows (store space,
+        (n, layout.width); neither may change until `finish_retrain`): a freshly initialized model
+        here, its training and sampling in the generator's thread. `policy_actions` are the
+        current policy's actions in the online rows' states (for a generator that sets
+        `needs_policy`), taken now so the thread never reads weights the learner is updating."""
+        if self._pending is not None:
+            raise RuntimeError("a retrain is already running; finish_retrain() first")
         self.retrains += 1
+        self.model = self.build_model()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"o2o-{self.name}")
+        self._pending = self._executor.submit(self.retrain, offline, online, policy_actions)
+
+    def finish_retrain(self) -> tuple[Generation, float]:
+        """The running retrain's rows, and the seconds the caller waited for them."""
+        if self._pending is None:
+            raise RuntimeError("no retrain is running")
+        start = time.perf_counter()
+        try:
+            generation = self._pending.result()
+        finally:
+            self._pending = None
+        return generation, time.perf_counter() - start
+
+    def retrain(self, offline: torch.Tensor, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
+        """Train the fresh model and generate `generated_samples` rows (what the thread runs; on
+        a GPU, on a stream of its own, synchronized before the rows are handed back)."""
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if stream is not None:  # after the model's and the snapshot's copies on the default stream
+            stream.wait_stream(torch.cuda.default_stream(self.device))
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            generation = self._train_and_generate(offline, online, policy_actions)
+        if stream is not None:
+            stream.synchronize()
+        return generation
+
+    def _train_and_generate(self, offline: torch.Tensor, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
+        started = time.perf_counter()
         metrics = self.train_model(offline, online)
         start = time.perf_counter()
-        generation = self.generate(online, policy)
+        generation = self.generate(online, policy_actions)
         seconds = time.perf_counter() - start
         generation.metrics.update(metrics)
         generation.metrics["sample_s"] = seconds
@@ -135,9 +177,10 @@ class TransitionGenerator:
             real = self.normalizer.normalize(real)
             generation.metrics[f"frechet_{name}"] = frechet_distance(self.normalizer.normalize(generation.rows), real)
             generation.metrics[f"reference_frechet_{name}"] = frechet_distance(self.normalizer.normalize(generation.reference), real)
+        generation.metrics["retrain_s"] = time.perf_counter() - started
         return generation
 
-    def generate(self, online: torch.Tensor, policy: Policy) -> Generation:
+    def generate(self, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
         """The generator's own sampling after its model is trained (store space out)."""
         raise NotImplementedError
 
@@ -148,7 +191,10 @@ class TransitionGenerator:
         return rows
 
     def get_state(self) -> dict[str, Any]:
-        """The model and normalizer of the last retrain, the sampling stream, the retrain count."""
+        """The model and normalizer of the last retrain, the sampling stream, the retrain count
+        (between retrains: the engine finishes each one within the iteration that started it)."""
+        if self._pending is not None:
+            raise RuntimeError("a generator cannot be checkpointed while it retrains")
         return {
             "retrains": self.retrains,
             "rng": self.rng.get_state().cpu(),

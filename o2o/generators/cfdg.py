@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from o2o.generators.base import QUALITY_ROWS, Generation, Policy, TransitionGenerator
+from o2o.generators.base import QUALITY_ROWS, Generation, TransitionGenerator
 from o2o.generators.diffusion import EDMDiffusion, train_diffusion
 
 OFFLINE = 0
@@ -179,7 +179,7 @@ class CFDGGenerator(TransitionGenerator):
     num_labels = NUM_LABELS
 
     def train_model(self, offline: torch.Tensor, online: torch.Tensor) -> dict[str, float]:
-        self.model = self.build_model()
+        assert self.model is not None
         labels = torch.cat(
             [
                 torch.full((len(offline),), OFFLINE, dtype=torch.long, device=self.device),
@@ -198,7 +198,7 @@ class CFDGGenerator(TransitionGenerator):
         )
         return {"diffusion_loss": info["loss"], "train_s": info["seconds"]}
 
-    def generate(self, online: torch.Tensor, policy: Policy) -> Generation:
+    def generate(self, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
         cfg = self.config
         labels = generation_labels(cfg.generated_samples, cfg.online_share).to(self.device)
         rows = self.sample(cfg.generated_samples, label=labels, guidance_weight=cfg.guidance_weight)

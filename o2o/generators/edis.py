@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from o2o.generators.base import QUALITY_ROWS, Generation, Policy, TransitionGenerator
+from o2o.generators.base import QUALITY_ROWS, Generation, TransitionGenerator
 from o2o.generators.diffusion import TransitionLayout
 from o2o.generators.energy import EnergyGuide
 
@@ -31,13 +31,14 @@ class EDISGenerator(TransitionGenerator):
 
     name = "edis"
     rest_rule = "online"
+    needs_policy = True
 
     def __init__(self, config, layout: TransitionLayout, device: torch.device, seed: int) -> None:
         super().__init__(config, layout, device, seed)
         self.guide = EnergyGuide(layout, scales=dict(config.energy_scales)).to(device)
 
-    def generate(self, online: torch.Tensor, policy: Policy) -> Generation:
-        assert self.model is not None
+    def generate(self, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
+        assert self.model is not None and policy_actions is not None
         cfg = self.config
         batch, negatives = cfg.generator_batch_size, cfg.energy_negatives
         pool = self.sample(batch * negatives)
@@ -45,10 +46,10 @@ class EDISGenerator(TransitionGenerator):
         actions = self.layout.slices["actions"]
         totals: dict[str, float] = {}
         for _ in range(cfg.energy_train_steps):
-            real = online[torch.randint(len(online), (batch,), generator=self.rng, device=self.device)]
+            rows = torch.randint(len(online), (batch,), generator=self.rng, device=self.device)
+            real = online[rows]
             acted = real.clone()
-            with torch.no_grad():
-                acted[:, actions] = policy(real[:, self.layout.slices["obs"]])
+            acted[:, actions] = policy_actions[rows]
             real_n, acted_n = self.normalizer.normalize(real), self.normalizer.normalize(acted)
             positives = {"state": real_n, "policy": acted_n, "transition": real_n}
             step = self.guide.train_step(positives, pool, sigmas, negatives_per_positive=negatives, generator=self.rng)

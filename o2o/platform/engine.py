@@ -140,9 +140,12 @@ GENERATOR_FIELDS: dict[str | None, tuple[str, ...]] = {
 set where no generator, or another generator, runs is refused: it could not take effect."""
 
 
-GENERATOR_TIMINGS = ("train_s", "sample_s", "samples_per_s")
-"""A retrain's timings, reported as `perf/generator/<name>` (the wall time of the diffusion
-training, of the sampling, and generated rows per second)."""
+GENERATOR_TIMINGS = ("train_s", "sample_s", "samples_per_s", "retrain_s", "wait_s")
+"""A retrain's timings, reported as `perf/generator/<name>`: the wall time of the diffusion
+training, of the sampling, generated rows per second, the whole retrain in its thread, and how
+long the trial waited for it at the end of its iteration."""
+GENERATION_POLICY_CHUNK = 65_536
+"""States per forward when a retrain takes the policy's actions in every online state."""
 
 
 @dataclass(frozen=True)
@@ -759,31 +762,43 @@ class O2OLearner(TorchLearner):
     # --- a generator (`o2o.generators`) ---------------------------------------------------------
 
     def generator_due(self) -> bool:
-        """Whether the generator retrains now: every `generator_retrain_env_steps` env steps of the
-        online phase, on the learner's env-step clock."""
+        """Whether the generator starts a retrain now (asked as an online iteration begins): once
+        every `generator_retrain_env_steps` env steps of the online phase, on the learner's
+        env-step clock."""
         if self.generator is None or self.phase is None or self.phase.unit != "env_steps":
             return False
         return self.phase_env_steps >= (self.generator.retrains + 1) * self.config.generator_retrain_env_steps
 
-    def retrain_generator(self) -> dict[str, Any]:
-        """Retrain the generator on the store's offline and online rows and replace the generated
-        region with its rows (extra columns as online rows have them: Cal-QL's Monte-Carlo
-        return unknown, −inf). Returns its metrics, and `quality`: a sample of the generated and
-        of the reference (unguided) rows in the environment's units, for the dynamics error."""
+    def start_generator(self) -> None:
+        """Start the generator's retrain on a snapshot of the store's offline and online rows
+        (and, for EDIS, the current policy's actions in the online states); it runs in the
+        generator's thread while collection and updates go on (`o2o.generators.base`)."""
         assert self.replay is not None and self.generator is not None
-        replay, layout = self.replay, self.generator.layout
-        width = layout.width
-        offline = replay.table[: replay.n_offline, :width]
-        online = replay.table[replay.n_offline : replay.n_offline + replay.n_online, :width]
-        with torch.enable_grad():  # the diffusion model and the energies train here
-            generation = self.generator.retrain(offline, online, self.net.act)
+        replay, width = self.replay, self.generator.layout.width
+        offline = replay.table[: replay.n_offline, :width]  # never written after the build
+        online = replay.table[replay.n_offline : replay.n_offline + replay.n_online, :width].clone()
+        actions = None
+        if self.generator.needs_policy:
+            with torch.no_grad():
+                obs = online[:, self.generator.layout.slices["obs"]]
+                actions = torch.cat([self.net.act(chunk) for chunk in obs.split(GENERATION_POLICY_CHUNK)])
+        self.generator.start_retrain(offline, online, actions)
+
+    def finish_generator(self) -> dict[str, Any]:
+        """Wait for the running retrain and replace the generated region with its rows (extra
+        columns as online rows have them: Cal-QL's Monte-Carlo return unknown, −inf). Returns its
+        metrics with `wait_s` (how long the trial waited for it), and `quality`: a sample of the
+        generated and of the reference (unguided) rows in the environment's units."""
+        assert self.replay is not None and self.generator is not None
+        generation, waited = self.generator.finish_retrain()
+        layout = self.generator.layout
         rows = layout.unpack(generation.rows)
-        for name in replay.columns:
+        for name in self.replay.columns:
             if name not in rows:
                 rows[name] = torch.full((len(generation.rows),), -torch.inf, device=generation.rows.device)
-        replay.set_generated(rows, generation.weights)
+        self.replay.set_generated(rows, generation.weights)
         return {
-            "metrics": generation.metrics,
+            "metrics": {**generation.metrics, "wait_s": waited},
             "quality": {
                 "generated": self.environment_units(layout.unpack(generation.rows[: len(generation.reference)])),
                 "reference": self.environment_units(layout.unpack(generation.reference)),
@@ -1100,16 +1115,14 @@ class O2OAlgorithm(Algorithm):
             return Sampling("online", generated_fraction=fraction)
         return replace(sampling, generated_fraction=fraction)
 
-    def retrain_generator(self) -> None:
-        """Retrain the learner's generator now; its metrics go under `generator/`, its wall time
-        under `perf/generator_s` (its parts under `perf/generator/`), and on MuJoCo tasks whose state the observation determines, the
-        dynamics error of its generated rows and of the unguided reference rows
-        (`o2o.generators.quality`)."""
+    def finish_generator(self) -> None:
+        """Wait for the learner's generator to finish the retrain this iteration started; its
+        metrics go under `generator/`, its timings under `perf/generator/`, and on MuJoCo tasks
+        whose state the observation determines, the dynamics error of its generated rows and of
+        the unguided reference rows (`o2o.generators.quality`)."""
         from o2o.generators.quality import VELOCITY_CLIP, dynamics_error
 
-        start = time.perf_counter()
-        out = self._learner("retrain_generator")
-        self._metrics["perf/generator_s"] = time.perf_counter() - start
+        out = self._learner("finish_generator")
         timings = {k: v for k, v in out["metrics"].items() if k in GENERATOR_TIMINGS}
         self._record("perf/generator", timings)
         self._record("generator", {k: v for k, v in out["metrics"].items() if k not in timings})
@@ -1127,13 +1140,15 @@ class O2OAlgorithm(Algorithm):
         done = 0
         metrics: list[dict[str, float]] = []
         settings = self.config.generator_settings()
+        # A retrain due now runs beside this iteration's steps and updates, its rows landing at
+        # the iteration's end: the same env step whatever the threads' timing, and no retrain in
+        # flight when a checkpoint is taken between iterations.
+        retraining = bool(settings) and self._learner("generator_due")
+        if retraining:
+            self._learner("start_generator")
         while done < steps:
             n = self.collect_online(min(cfg.weight_sync_interval, steps - done))
             done += n
-            burst = 0
-            if settings and self._learner("generator_due"):
-                self.retrain_generator()
-                burst = settings["burst_updates"] if settings["generator_schedule"] == "burst" else 0
             if self.env_steps >= cfg.learning_starts:
                 # The fraction carries over, so a trial runs exactly utd_ratio updates per
                 # training env step (UTD 0.5: one update every other step; 2.5: 2, 3, 2, 3, …).
@@ -1145,8 +1160,11 @@ class O2OAlgorithm(Algorithm):
                     metrics.append(self._learner("run_updates", updates, sampling))
                     self.updates += updates
                     self._sync_weights()
-            if burst:
+        if retraining:
+            self.finish_generator()
+            if settings["generator_schedule"] == "burst":
                 # IQL-EDIS: right after a retrain, extra updates with the generated share.
+                burst = settings["burst_updates"]
                 self._record("burst", self._learner("run_updates", burst, self.generated_sampling(self.online_sampling())))
                 self.updates += burst
                 self._sync_weights()
