@@ -14,7 +14,11 @@ embedding: `ResidualMLPDenoiser` defaults) on Hopper-sized rows (11 observations
 - **sample**: generated transitions per second of `EDMDiffusion.sample` at `--sample-steps`
   (128: 255 denoiser evaluations, the stochastic Heun sampler with churn) for each batch size
   of `--batches`, and the time for `--samples` (EDIS: 100k) transitions per retrain at that
-  batch size, extrapolated.
+  batch size, extrapolated; for each sampler of `--guidance`: `none` (unguided), `edis` (the
+  three energies' gradients at every denoiser evaluation, `o2o.generators.energy`), `cfdg`
+  (classifier-free guidance at w 2 on a conditional model: two denoiser evaluations per step,
+  batched, then each row's implicit density ratio, `o2o.generators.cfdg`, timed on its own as
+  `weights`).
 
 Protocol (benchmarks/README.md): one process, `torch.set_num_threads(--threads)` (1 unless
 given); a warm-up of 10 training steps and one 4-step sampling batch, then `--rounds` timed
@@ -24,6 +28,7 @@ trained ones, so no training precedes the sampling measurement.
 
     python benchmarks/generators.py                                     # this CPU: slow (minutes)
     python benchmarks/generators.py --timed-train-steps 100 --batches 1000 --rounds 1   # short CPU run
+    python benchmarks/generators.py --timed-train-steps 20 --batches 200 --sample-steps 32 --rounds 1  # minutes
     python benchmarks/generators.py --device cuda --json generators.json
 """
 
@@ -39,7 +44,9 @@ from typing import Any
 
 import torch
 
+from o2o.generators.cfdg import NUM_LABELS, generation_labels, implicit_log_ratio
 from o2o.generators.diffusion import EDMDiffusion, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
+from o2o.generators.energy import EnergyGuide
 
 OBS, ACT = 11, 3
 """Hopper-v5's dimensions."""
@@ -82,14 +89,30 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     results["train"] = {"steps_per_s": rate, "cpu_steps_per_s": args.timed_train_steps / statistics.median(c for _, c in train),
                         "retrain_s": args.train_steps / rate, "batch_size": args.batch_size,
                         "timed_steps": args.timed_train_steps, "retrain_steps": args.train_steps}
+    conditional = EDMDiffusion(ResidualMLPDenoiser(layout.width, num_labels=NUM_LABELS)).to(device)
+    guide = EnergyGuide(layout).to(device)
     results["sample"] = []
-    for batch in args.batches:
-        runs = [timed(lambda: model.sample(batch, num_steps=args.sample_steps, generator=g), device)
-                for _ in range(args.rounds)]
-        per_s = batch / statistics.median(w for w, _ in runs)
-        results["sample"].append({"batch": batch, "transitions_per_s": per_s,
-                                  "cpu_transitions_per_s": batch / statistics.median(c for _, c in runs),
-                                  "samples_s": args.samples / per_s})
+    for guidance in args.guidance:
+        for batch in args.batches:
+            if guidance == "none":
+                work = lambda: model.sample(batch, num_steps=args.sample_steps, generator=g)  # noqa: E731
+            elif guidance == "edis":
+                work = lambda: model.sample(batch, num_steps=args.sample_steps, guidance=guide.guidance(), generator=g)  # noqa: E731
+            else:
+                labels = generation_labels(batch).to(device)
+                work = lambda: conditional.sample(batch, num_steps=args.sample_steps, label=labels, guidance_weight=2.0, generator=g)  # noqa: E731
+            runs = [timed(work, device) for _ in range(args.rounds)]
+            per_s = batch / statistics.median(w for w, _ in runs)
+            results["sample"].append({"guidance": guidance, "batch": batch, "transitions_per_s": per_s,
+                                      "cpu_transitions_per_s": batch / statistics.median(c for _, c in runs),
+                                      "samples_s": args.samples / per_s})
+            if guidance == "cfdg":
+                rows = torch.randn(batch, layout.width, generator=g, device=device)
+                runs = [timed(lambda: implicit_log_ratio(conditional, rows, generator=g), device) for _ in range(args.rounds)]
+                per_s = batch / statistics.median(w for w, _ in runs)
+                results["sample"].append({"guidance": "cfdg weights", "batch": batch, "transitions_per_s": per_s,
+                                          "cpu_transitions_per_s": batch / statistics.median(c for _, c in runs),
+                                          "samples_s": args.samples / per_s})
     return results
 
 
@@ -103,6 +126,7 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=128)
     parser.add_argument("--batches", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--samples", type=int, default=100_000, help="transitions generated per retrain")
+    parser.add_argument("--guidance", nargs="+", choices=["none", "edis", "cfdg"], default=["none", "edis", "cfdg"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -127,7 +151,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"| train, batch {train['batch_size']} ({train['timed_steps']} steps timed) | "
           f"{train['steps_per_s']:.1f} steps/s | {train['retrain_s']:.0f} s for {train['retrain_steps']} steps |")
     for row in results["sample"]:
-        print(f"| sample, batch {row['batch']} | {row['transitions_per_s']:.1f} transitions/s | "
+        print(f"| sample ({row['guidance']}), batch {row['batch']} | {row['transitions_per_s']:.1f} transitions/s | "
               f"{row['samples_s']:.0f} s for {results['samples']} transitions |")
 
 

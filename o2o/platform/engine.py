@@ -80,6 +80,15 @@ How each registered method maps onto this engine (no special case lives in share
   base's TD error is weighted through TD3's `td_weights` hook, its actor loss extended, and the
   replay drawn by the `prioritized` rule from BAQ's `PrioritySource` (behaviour divergence).
 
+- EDIS and CFDG: generators, not methods — `generator: edis | cfdg` on any base (`o2o.generators`).
+  The store gains a generated region (`ReplayStore.set_generated`) that a rule's
+  `generated_fraction` draws from; the learner owns the generator (`start_generator`,
+  `finish_generator`); `online_iteration` starts a retrain when one is due (`generator_due`, on
+  the learner's env-step clock), lets it run in its thread beside the iteration's steps and
+  updates, lands its rows at the iteration's end, and runs the `burst` schedule's extra updates
+  there; `online_sampling` adds the generated share to every update under `mix`. The generator's
+  settings left unset take the authors' values for the base (`generator_settings`).
+
 Every iteration reports the phase it ran (`counters/phase`, indexing the `o2o.phases` tag) and
 its wall time (`perf/iteration_s`), from which `o2o report` lays out each trial's phases.
 """
