@@ -243,3 +243,28 @@ def test_a_generator_on_a_base_retrains_feeds_updates_and_restores(name: str, ge
         assert torch.equal(again.replay.generated_rows(), uninterrupted_rows)
     finally:
         restored.stop()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_generator_leaves_its_base_offline_phase_as_it_was(hopper_random) -> None:
+    """The same seed gives the same offline weights with and without EDIS, whose energies are
+    built before the offline phase (Cal-QL's actor draws from torch's global RNG)."""
+
+    def offline_weights(config: O2OConfig) -> dict[str, torch.Tensor]:
+        algo = config.build_algo()
+        try:
+            algo.train()
+            return {k: v.detach().clone() for k, v in algo.learner_group._learner.net.state_dict().items()}
+        finally:
+            algo.stop()
+
+    base = (
+        on_dataset(config_class("calql")(), hopper_random, offline_updates=100, online_env_steps=150,
+                   updates_per_iteration=100, env_steps_per_iteration=50)
+        .training(train_batch_size_per_learner=32, **BASE_TRAINING["calql"])
+        .evaluation(evaluation_interval=0)
+        .debugging(seed=0)
+    )
+    without, with_edis = offline_weights(base), offline_weights(tiny("calql", "edis", hopper_random))
+    for key, value in without.items():
+        assert torch.equal(value, with_edis[key]), key

@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from o2o.generators.diffusion import EDMDiffusion, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
 from o2o.generators.quality import frechet_distance
@@ -75,19 +77,28 @@ class TransitionGenerator:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
 
-    def build_model(self) -> EDMDiffusion:
-        """A freshly initialized model, its initial weights drawn from the generator's own seeded
-        stream (so a trial's global RNG, and a restored trial, are not disturbed)."""
+    def initialized(self, build: Callable[[], nn.Module]) -> nn.Module:
+        """`build()`'s module on the generator's device, its initial weights drawn from the
+        generator's own seeded stream: a trial's global RNG, which its base draws from, is left as
+        it was (a base with a generator trains offline exactly as without one)."""
         seed = int(torch.randint(2**31 - 1, (1,), generator=self.rng, device=self.device))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            denoiser = ResidualMLPDenoiser(
-                self.layout.width,
-                width=self.config.generator_width,
-                depth=self.config.generator_depth,
-                num_labels=self.num_labels,
+            module = build()
+        return module.to(self.device)
+
+    def build_model(self) -> EDMDiffusion:
+        """A freshly initialized model (`initialized`)."""
+        return self.initialized(
+            lambda: EDMDiffusion(
+                ResidualMLPDenoiser(
+                    self.layout.width,
+                    width=self.config.generator_width,
+                    depth=self.config.generator_depth,
+                    num_labels=self.num_labels,
+                )
             )
-        return EDMDiffusion(denoiser).to(self.device)
+        )
 
     def train_model(self, offline: torch.Tensor, online: torch.Tensor) -> dict[str, float]:
         """The fresh model trained on every offline and online row (uniformly over their union, as

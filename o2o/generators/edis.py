@@ -35,7 +35,7 @@ class EDISGenerator(TransitionGenerator):
 
     def __init__(self, config, layout: TransitionLayout, device: torch.device, seed: int) -> None:
         super().__init__(config, layout, device, seed)
-        self.guide = EnergyGuide(layout, scales=dict(config.energy_scales)).to(device)
+        self.guide = self.initialized(lambda: EnergyGuide(layout, scales=dict(config.energy_scales)))
 
     def generate(self, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
         assert self.model is not None and policy_actions is not None
