@@ -101,8 +101,8 @@ class TransitionGenerator:
         )
 
     def train_model(self, offline: torch.Tensor, online: torch.Tensor) -> dict[str, float]:
-        """The fresh model trained on every offline and online row (uniformly over their union, as
-        EDIS's `train_from_redq_buffer`); a conditional generator overrides this."""
+        """The fresh model trained on every offline and online row: uniformly over their union
+        (EDIS's `train_from_redq_buffer`), or as `training_labels` says for a conditional model."""
         assert self.model is not None
         info = train_diffusion(
             self.model,
@@ -111,8 +111,14 @@ class TransitionGenerator:
             self.config.generator_train_steps,
             batch_size=self.config.generator_batch_size,
             generator=self.rng,
+            **self.training_labels(len(offline), len(online)),
         )
         return {"diffusion_loss": info["loss"], "train_s": info["seconds"]}
+
+    def training_labels(self, n_offline: int, n_online: int) -> dict[str, Any]:
+        """`train_diffusion`'s `labels` and `split` for the offline rows followed by the online
+        rows; none for an unconditional model."""
+        return {}
 
     def sample(self, n: int, **kwargs: Any) -> torch.Tensor:
         """n normalized rows in chunks of `GENERATION_CHUNK`; `kwargs` go to `EDMDiffusion.sample`

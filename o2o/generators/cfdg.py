@@ -16,11 +16,12 @@ likelihood bound, so no separate classifier is trained.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from o2o.generators.base import QUALITY_ROWS, Generation, TransitionGenerator
-from o2o.generators.diffusion import EDMDiffusion, train_diffusion
+from o2o.generators.diffusion import EDMDiffusion
 
 OFFLINE = 0
 """The label of rows from the offline dataset."""
@@ -178,25 +179,16 @@ class CFDGGenerator(TransitionGenerator):
     name = "cfdg"
     num_labels = NUM_LABELS
 
-    def train_model(self, offline: torch.Tensor, online: torch.Tensor) -> dict[str, float]:
-        assert self.model is not None
+    def training_labels(self, n_offline: int, n_online: int) -> dict[str, Any]:
+        """OFFLINE for the offline rows, ONLINE for the online ones, each filling half of every
+        training minibatch."""
         labels = torch.cat(
             [
-                torch.full((len(offline),), OFFLINE, dtype=torch.long, device=self.device),
-                torch.full((len(online),), ONLINE, dtype=torch.long, device=self.device),
+                torch.full((n_offline,), OFFLINE, dtype=torch.long, device=self.device),
+                torch.full((n_online,), ONLINE, dtype=torch.long, device=self.device),
             ]
         )
-        info = train_diffusion(
-            self.model,
-            self.normalizer,
-            torch.cat([offline, online]),
-            self.config.generator_train_steps,
-            batch_size=self.config.generator_batch_size,
-            generator=self.rng,
-            labels=labels,
-            split=len(offline),
-        )
-        return {"diffusion_loss": info["loss"], "train_s": info["seconds"]}
+        return {"labels": labels, "split": n_offline}
 
     def generate(self, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
         cfg = self.config
