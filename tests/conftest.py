@@ -41,6 +41,18 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, for a module of tiny models that only lose time to a second one on a
+    shared 2-core CPU (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def hopper_random():  # noqa: ANN201 - ResolvedDataset
     """3k transitions of uniform-random Hopper-v5, made by the factory (no policy needed)."""

@@ -6,7 +6,6 @@ offline and online distributions are separated or overlap. No Ray."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -36,6 +35,8 @@ TRAIN_STEPS = 800
 TRAIN_LR = 1e-3
 PROBES = 200
 """Points drawn at each mode to evaluate the ratio on."""
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -85,15 +86,6 @@ class ExactGaussianDenoiser(nn.Module):
         s2 = self.spread**2
         exact = (s2 * x + sigma**2 * self.means[label]) / (s2 + sigma**2)
         return (exact - x / (sigma**2 + 1)) / (sigma / (sigma**2 + 1).sqrt())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: these tiny models only lose time to a second one on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ two-mode toy distribution in 2-D — unguided, energy-guided and classifier-free
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -31,6 +30,8 @@ SAMPLE_STEPS = 32
 EXACT_STEPS = 64
 """Against an exact answer: at 32 steps the churned sampler still overshoots the std by ~5%."""
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def toy_data(n: int = 4000) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of the two-mode toy and each row's mode (0: A, 1: B)."""
@@ -52,15 +53,6 @@ def seeded(seed: int) -> torch.Generator:
 def near(samples: torch.Tensor, mode: torch.Tensor) -> float:
     """Share of samples within 1.0 (> 3 standard deviations of a mode) of `mode`."""
     return ((samples - mode).norm(dim=1) < 1.0).float().mean().item()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: these tiny models only lose time to a second one on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -30,6 +29,8 @@ SAMPLE_STEPS = 32
 TRAIN_STEPS = 300
 TRAIN_LR = 3e-3
 """The authors' 1e-3 is still on its plateau after 300 steps of the toy; 3e-3 converges in them."""
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -70,15 +71,6 @@ def toy_positives(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]
         rows[:, col] = mode + 0.25 * torch.randn(n, generator=generator)
         out[name] = rows
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: these tiny models only lose time to a second one on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

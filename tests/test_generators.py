@@ -8,6 +8,7 @@ continue exactly as the uninterrupted trial (a second retrain included)."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,8 @@ def configured(name: str, **fields: Any) -> O2OConfig:
         ("iql", {"generator": "edis", "generated_fraction": 0.0}, "generated_fraction must lie in (0, 1], got 0.0"),
         ("iql", {"generator": "edis", "energy_scales": {"state": 1.0}}, "energy_scales must give state, policy and transition"),
         ("iql", {"generator": "cfdg", "ratio_clip": 0.5}, "ratio_clip be >= 1"),
+        ("iql", {"generator": "cfdg", "generator_landing_iterations": 0}, "generator_landing_iterations must be None or an integer >= 1, got 0"),
+        ("iql", {"generator_landing_iterations": 2}, "generator_landing_iterations cannot take effect: no generator runs"),
     ],
 )
 def test_generator_settings_that_cannot_take_effect_are_refused(name: str, fields: dict, message: str) -> None:
@@ -156,9 +159,11 @@ TINY_GENERATOR = dict(
     generator_width=32,
     generator_depth=1,
     generator_batch_size=32,
+    generator_landing_iterations=1,
 )
 """A generator small enough for CI: a retrain beside each online iteration of 50 env steps after
-the first (one is due when an iteration begins at or past each 50 env steps)."""
+the first (one is due when an iteration begins at or past each 50 env steps), its rows landing at
+that iteration's end."""
 OWN_FIELDS = {"edis": dict(energy_train_steps=3, energy_negatives=4), "cfdg": dict(guidance_weight=2.0)}
 BASE_TRAINING = {"calql": {"cql_alpha": 1.0}}
 """As test_conformance.py: Cal-QL's TD error falls at α = 1 on random data."""
@@ -166,21 +171,21 @@ BASE_TRAINING = {"calql": {"cql_alpha": 1.0}}
 PAIRS = [("iql", "edis"), ("calql", "edis"), ("iql", "cfdg"), ("pex", "cfdg"), ("apl", "cfdg")]
 
 
-def tiny(name: str, generator: str, dataset: ResolvedDataset) -> O2OConfig:
+def tiny(name: str, generator: str, dataset: ResolvedDataset, **fields: Any) -> O2OConfig:
+    """`name` + `generator` at CI size; `fields` replace any of its settings."""
+    settings = dict(
+        offline_updates=100,
+        online_env_steps=150,
+        updates_per_iteration=100,
+        env_steps_per_iteration=50,
+        learning_starts=0,
+        random_steps=0,
+        generator=generator,
+        **TINY_GENERATOR,
+        **OWN_FIELDS[generator],
+    )
     return (
-        on_dataset(
-            config_class(name)(),
-            dataset,
-            offline_updates=100,
-            online_env_steps=150,
-            updates_per_iteration=100,
-            env_steps_per_iteration=50,
-            learning_starts=0,
-            random_steps=0,
-            generator=generator,
-            **TINY_GENERATOR,
-            **OWN_FIELDS[generator],
-        )
+        on_dataset(config_class(name)(), dataset, **{**settings, **fields})
         .training(train_batch_size_per_learner=32, **BASE_TRAINING.get(name, {}))
         .evaluation(evaluation_interval=0)
         .debugging(seed=0)
@@ -202,6 +207,7 @@ def test_a_generator_on_a_base_retrains_feeds_updates_and_restores(name: str, ge
         algo.train()  # the offline phase: no retrain, nothing generated
         algo.train()  # online env steps 0-50: no retrain is due as they begin
         assert learner.replay.n_generated == 0 and learner.generator.retrains == 0
+        energies = None if generator != "edis" else {k: v.clone() for k, v in learner.generator.guide.nets.state_dict().items()}
         first = algo.train()  # steps 50-100 beside a retrain, whose rows land at the end
         assert learner.generator.retrains == 1 and learner.replay.n_generated == 300
         metrics = first["o2o"]
@@ -210,7 +216,11 @@ def test_a_generator_on_a_base_retrains_feeds_updates_and_restores(name: str, ge
                     "perf/generator/samples_per_s", "perf/generator/wait_s"):
             assert np.isfinite(metrics[key]), key
         if generator == "edis":
-            assert metrics["generator/energy_state_loss"] > 0.0 and "generator/energy_policy_accuracy" in metrics
+            trained = learner.generator.guide.nets.state_dict()
+            for energy in ("state", "policy", "transition"):
+                moved = [k for k in trained if k.startswith(f"{energy}.") and not torch.equal(trained[k], energies[k])]
+                assert moved, f"EDIS trained its {energy} energy in the retrain"
+                assert np.isfinite(metrics[f"generator/energy_{energy}_loss"])
         else:
             weights = learner.replay.generated_weights
             assert weights is not None and not torch.allclose(weights, weights[0]), "CFDG weighs its rows by density ratio"
@@ -268,3 +278,79 @@ def test_a_generator_leaves_its_base_offline_phase_as_it_was(hopper_random) -> N
     without, with_edis = offline_weights(base), offline_weights(tiny("calql", "edis", hopper_random))
     for key, value in without.items():
         assert torch.equal(value, with_edis[key]), key
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_rows_land_k_iterations_on_and_a_checkpoint_between_keeps_them(hopper_random, tmp_path) -> None:
+    """With `generator_landing_iterations` 3, a retrain started with the iteration at 50 env steps
+    lands at the end of the one at 150; a checkpoint taken at 150 holds its finished rows, and
+    the restored trial lands them as the uninterrupted one does."""
+    algo: O2OAlgorithm = tiny("iql", "cfdg", hopper_random, online_env_steps=250, generator_landing_iterations=3).build_algo()
+    learner = algo.learner_group._learner
+    try:
+        algo.train()  # offline
+        algo.train()  # env steps 0-50
+        for _ in range(2):  # 50-100 starts the retrain; 100-150 runs beside it
+            result = algo.train()
+            assert learner.generator.retrains == 1 and learner.replay.n_generated == 0
+            assert "generator/diffusion_loss" not in result["o2o"], "no rows landed yet"
+        algo.save_to_path(tmp_path / "ckpt")
+        landed = algo.train()  # 150-200: the rows land at its end
+        assert learner.replay.n_generated == 300 and landed["o2o"]["generator/landing_iterations"] == 3
+        uninterrupted = measured(landed)
+        uninterrupted_rows = learner.replay.generated_rows().clone()
+        algo.train()  # 200-250: the second retrain starts; the trial ends before it lands
+        assert learner.generator.retrains == 2
+    finally:
+        algo.stop()
+    assert not learner.generator.retraining, "stopping the trial ends a retrain still running"
+
+    restored = type(algo).from_checkpoint(tmp_path / "ckpt")
+    try:
+        again = restored.learner_group._learner
+        assert again.replay.n_generated == 0 and again.generator.retraining
+        assert measured(restored.train()) == uninterrupted, "the restored trial lands the pending rows as the uninterrupted one"
+        assert torch.equal(again.replay.generated_rows(), uninterrupted_rows)
+    finally:
+        restored.stop()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_by_default_rows_land_once_ready_and_the_trial_never_waits(hopper_random) -> None:
+    """With `generator_landing_iterations` None (the default), iterations of 10 env steps go on
+    while a retrain of 2000 diffusion steps runs; its rows land at the end of the first iteration
+    by which it has finished, so the trial waits for nothing."""
+    config = tiny("iql", "cfdg", hopper_random, online_env_steps=5000, env_steps_per_iteration=10,
+                  generator_retrain_env_steps=10, generator_train_steps=2000, generator_landing_iterations=None)
+    algo: O2OAlgorithm = config.build_algo()
+    learner = algo.learner_group._learner
+    try:
+        algo.train()  # offline
+        for _ in range(500):
+            result = algo.train()
+            if learner.replay.n_generated:
+                break
+        metrics = result["o2o"]
+        assert learner.replay.n_generated == 300
+        assert metrics["generator/landing_iterations"] >= 2, "iterations went on beside the retrain"
+        assert metrics["perf/generator/wait_s"] < 0.05, "its rows were ready when they landed"
+    finally:
+        algo.stop()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_stopping_a_trial_ends_its_running_retrain(hopper_random) -> None:
+    """A trial stopped while its generator retrains (a million diffusion steps, many minutes here)
+    stops in seconds: the retrain ends at its next step."""
+    config = tiny("iql", "cfdg", hopper_random, generator_train_steps=1_000_000, generator_landing_iterations=None)
+    algo: O2OAlgorithm = config.build_algo()
+    learner = algo.learner_group._learner
+    try:
+        for _ in range(3):  # offline, 0-50, 50-100: the retrain starts
+            algo.train()
+        assert learner.generator.retraining and not learner.generator.retrain_done()
+    finally:
+        start = time.perf_counter()
+        algo.stop()
+        stopped_in = time.perf_counter() - start
+    assert stopped_in < 30.0 and not learner.generator.retraining

@@ -3,8 +3,8 @@ replay's offline and online rows, then rows generated for the replay's generated
 
 A generator lives in the learner (`o2o.platform.engine.O2OLearner`), on the learner's device,
 and retrains in a thread of its own (on a CUDA stream of its own on a GPU) while the trial goes
-on collecting and updating: `start_retrain` snapshots what it trains on, `finish_retrain` waits
-for the rows. Only the main thread touches torch's global random state (the model's
+on collecting and updating: `start_retrain` snapshots what it trains on, `finish_retrain` hands
+back the rows (waiting for them if they are not ready; the engine decides when they land). Only the main thread touches torch's global random state (the model's
 initialization, in `start_retrain`); the retrain draws from the generator's own stream, so a
 trial repeats exactly whatever the threads' timing. It works in the store's space (standardized states and rescaled rewards where the trial sets
 them, actions in [−1, 1]): what it generates goes into the store as it comes out. The engine
@@ -17,6 +17,7 @@ classifier-free guidance and density-ratio weights, `o2o.generators.cfdg`).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from o2o.generators.diffusion import EDMDiffusion, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
+from o2o.generators.diffusion import EDMDiffusion, RetrainStopped, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
 from o2o.generators.quality import frechet_distance
 
 GENERATION_CHUNK = 10_000
@@ -76,6 +77,9 @@ class TransitionGenerator:
         self.normalizer = TransitionNormalizer(layout.width, raw_dims=[layout.terminal_index]).to(device)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._finished: Generation | None = None
+        self._stop = threading.Event()
+        """A retrain's rows taken from its thread (at a checkpoint) or from a checkpoint, not landed yet."""
 
     def initialized(self, build: Callable[[], nn.Module]) -> nn.Module:
         """`build()`'s module on the generator's device, its initial weights drawn from the
@@ -111,6 +115,7 @@ class TransitionGenerator:
             self.config.generator_train_steps,
             batch_size=self.config.generator_batch_size,
             generator=self.rng,
+            stop=self._stop,
             **self.training_labels(len(offline), len(online)),
         )
         return {"diffusion_loss": info["loss"], "train_s": info["seconds"]}
@@ -134,6 +139,7 @@ class TransitionGenerator:
                     stop - start,
                     num_steps=self.config.generator_sample_steps,
                     generator=self.rng,
+                    stop=self._stop,
                     label=chunk_label,
                     **kwargs,
                 )
@@ -146,7 +152,7 @@ class TransitionGenerator:
         here, its training and sampling in the generator's thread. `policy_actions` are the
         current policy's actions in the online rows' states (for a generator that sets
         `needs_policy`), taken now so the thread never reads weights the learner is updating."""
-        if self._pending is not None:
+        if self.retraining:
             raise RuntimeError("a retrain is already running; finish_retrain() first")
         self.retrains += 1
         self.model = self.build_model()
@@ -154,16 +160,40 @@ class TransitionGenerator:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"o2o-{self.name}")
         self._pending = self._executor.submit(self.retrain, offline, online, policy_actions)
 
+    @property
+    def retraining(self) -> bool:
+        """Whether a retrain has started whose rows have not been handed back yet."""
+        return self._pending is not None or self._finished is not None
+
+    def retrain_done(self) -> bool:
+        """Whether the started retrain's rows are ready: `finish_retrain` would not wait."""
+        return self._finished is not None or (self._pending is not None and self._pending.done())
+
     def finish_retrain(self) -> tuple[Generation, float]:
-        """The running retrain's rows, and the seconds the caller waited for them."""
-        if self._pending is None:
-            raise RuntimeError("no retrain is running")
+        """The started retrain's rows, and the seconds the caller waited for them."""
         start = time.perf_counter()
-        try:
-            generation = self._pending.result()
-        finally:
-            self._pending = None
+        self._join()
+        generation, self._finished = self._finished, None
+        if generation is None:
+            raise RuntimeError("no retrain is running")
         return generation, time.perf_counter() - start
+
+    def stop_retrain(self) -> None:
+        """End a running retrain at its next training or sampler step and drop its rows (the
+        trial is stopping: they would never land)."""
+        self._stop.set()
+        with contextlib.suppress(RetrainStopped):
+            self._join()
+        self._finished = None
+        self._stop.clear()
+
+    def _join(self) -> None:
+        """Wait for the thread's retrain, if one runs, and keep its rows until they land."""
+        if self._pending is not None:
+            try:
+                self._finished = self._pending.result()
+            finally:
+                self._pending = None
 
     def retrain(self, offline: torch.Tensor, online: torch.Tensor, policy_actions: torch.Tensor | None) -> Generation:
         """Train the fresh model and generate `generated_samples` rows (what the thread runs; on
@@ -208,15 +238,22 @@ class TransitionGenerator:
         return rows
 
     def get_state(self) -> dict[str, Any]:
-        """The model and normalizer of the last retrain, the sampling stream, the retrain count
-        (between retrains: the engine finishes each one within the iteration that started it)."""
-        if self._pending is not None:
-            raise RuntimeError("a generator cannot be checkpointed while it retrains")
+        """The model and normalizer of the last retrain, the sampling stream, the retrain count,
+        and the rows of a retrain that has not landed yet (a running one is waited for first:
+        its thread's work is the state)."""
+        self._join()
+        landing = self._finished
         return {
             "retrains": self.retrains,
             "rng": self.rng.get_state().cpu(),
             "model": None if self.model is None else self.model.state_dict(),
             "normalizer": self.normalizer.state_dict(),
+            "landing": None if landing is None else {
+                "rows": landing.rows.cpu(),
+                "weights": None if landing.weights is None else landing.weights.cpu(),
+                "reference": landing.reference.cpu(),
+                "metrics": dict(landing.metrics),
+            },
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -226,3 +263,10 @@ class TransitionGenerator:
             self.model = self.build_model()  # draws from the stream, which is restored next
             self.model.load_state_dict(state["model"])
         self.rng.set_state(state["rng"])
+        landing = state.get("landing")
+        self._finished = None if landing is None else Generation(
+            rows=landing["rows"].to(self.device),
+            weights=None if landing["weights"] is None else landing["weights"].to(self.device),
+            reference=landing["reference"].to(self.device),
+            metrics=dict(landing["metrics"]),
+        )

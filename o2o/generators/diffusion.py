@@ -36,6 +36,7 @@ wants EDIS's choice overwrites it.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,17 @@ Guidance = Callable[[torch.Tensor, float], torch.Tensor]
 """(x, σ) → a tensor of x's shape added to the score ∇ₓ log p_σ(x) (normalized space)."""
 Label = int | torch.Tensor
 """A conditioning label: one int for the whole batch, or a (n,) long tensor."""
+
+
+class RetrainStopped(RuntimeError):
+    """A training or sampling run ended early because its `stop` event was set (a trial that
+    stops while its generator retrains)."""
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    """Raise `RetrainStopped` where `stop` is set."""
+    if stop is not None and stop.is_set():
+        raise RetrainStopped("the retrain was stopped")
 
 
 @dataclass(frozen=True)
@@ -342,6 +354,7 @@ class EDMDiffusion(nn.Module):
         label: Label | None = None,
         guidance_weight: float = 1.0,
         generator: torch.Generator | None = None,
+        stop: threading.Event | None = None,
     ) -> torch.Tensor:
         """n rows in normalized space by EDM's 2nd-order Heun sampler (Algorithm 2; Algorithm 1
         when `s_churn` is 0), all n in one batch; unnormalize them with the normalizer the model
@@ -356,7 +369,8 @@ class EDMDiffusion(nn.Module):
 
         `label` and `guidance_weight` select classifier-free guidance (see `denoise`). The initial
         noise and the churn noise come from `generator`, which must live on the model's device:
-        the same seed gives the same rows.
+        the same seed gives the same rows. Setting `stop` ends the run at its next step
+        (`RetrainStopped`).
         """
         device = self.denoiser.out.weight.device
         dtype = self.denoiser.out.weight.dtype
@@ -364,6 +378,7 @@ class EDMDiffusion(nn.Module):
         gamma_churn = min(self.s_churn / num_steps, math.sqrt(2) - 1)
         x = sigmas[0] * torch.randn(n, self.dim, generator=generator, device=device, dtype=dtype)
         for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+            check_stop(stop)
             # Churn (Algorithm 2, lines 4-6): raise the noise level to σ̂ = σ(1 + γ) by adding fresh noise.
             gamma = gamma_churn if self.s_tmin <= sigma <= self.s_tmax else 0.0
             sigma_hat = sigma * (1 + gamma)
@@ -404,6 +419,7 @@ def train_diffusion(
     ema_every: int = 10,
     ema_warmup: int = 100,
     split: int | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, float]:
     """Fits `normalizer` on `data` (N, D) and trains `model` for `steps` Adam steps on minibatches
     drawn uniformly with replacement; `labels` (N,) long for a conditional model. Returns
@@ -422,7 +438,7 @@ def train_diffusion(
 
     `generator` (on the model's device) draws the minibatch indices, noise levels, noise and
     label dropout, so a seeded run repeats exactly. This is what a generator calls at each
-    retrain, on a freshly built model.
+    retrain, on a freshly built model; setting `stop` ends it at its next step (`RetrainStopped`).
     """
     start = time.perf_counter()
     normalizer.fit(data)
@@ -433,6 +449,7 @@ def train_diffusion(
     ema = [p.detach().clone() for p in params]
     losses = []
     for step in range(steps):
+        check_stop(stop)
         if split is None:
             idx = torch.randint(x.shape[0], (batch_size,), generator=generator, device=x.device)
         else:

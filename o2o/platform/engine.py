@@ -84,8 +84,9 @@ How each registered method maps onto this engine (no special case lives in share
   The store gains a generated region (`ReplayStore.set_generated`) that a rule's
   `generated_fraction` draws from; the learner owns the generator (`start_generator`,
   `finish_generator`); `online_iteration` starts a retrain when one is due (`generator_due`, on
-  the learner's env-step clock), lets it run in its thread beside the iteration's steps and
-  updates, lands its rows at the iteration's end, and runs the `burst` schedule's extra updates
+  the learner's env-step clock), lets it run in its thread beside the iterations' steps and
+  updates, lands its rows at an iteration's end (`generator_lands`: the first by which it has
+  finished, or a fixed count of iterations on), and runs the `burst` schedule's extra updates
   there; `online_sampling` adds the generated share to every update under `mix`. The generator's
   settings left unset take the authors' values for the base (`generator_settings`).
 
@@ -140,7 +141,7 @@ GENERATOR_FIELDS: dict[str | None, tuple[str, ...]] = {
     None: (
         "generator_schedule", "generated_fraction", "burst_updates", "generator_retrain_env_steps",
         "generator_train_steps", "generated_samples", "generator_sample_steps", "generator_width",
-        "generator_depth", "generator_batch_size",
+        "generator_depth", "generator_batch_size", "generator_landing_iterations",
     ),
     "edis": ("energy_scales", "energy_train_steps", "energy_negatives"),
     "cfdg": ("guidance_weight", "online_share", "ratio_clip"),
@@ -263,7 +264,14 @@ class O2OConfig(AlgorithmConfig):
         self.burst_updates: int = 20
         """Under "burst": the extra updates right after each retrain (IQL-EDIS's `utd_ratio`)."""
         self.generator_retrain_env_steps: int = 10_000
-        """Online env steps between retrains, the first after this many (EDIS: 10k)."""
+        """Online env steps between retrains, the first after this many (EDIS: 10k). A retrain
+        starts only once the last one's rows have landed."""
+        self.generator_landing_iterations: int | None = None
+        """Where a retrain's rows land. None: at the end of the first online iteration by which
+        it has finished, so the trial never waits for it (where they land depends on how fast
+        this machine trains). k: at the end of the k-th online iteration counted from the one it
+        started in (1: that iteration's), waiting there if it is still running, so a seed repeats
+        exactly on any machine. The authors' code retrains between env steps, which waits."""
         self.generator_train_steps: int | None = None
         """Diffusion training steps per retrain, from scratch (EDIS: IQL 30k, Cal-QL 10k); None:
         the authors'."""
@@ -352,6 +360,7 @@ class O2OConfig(AlgorithmConfig):
         generator_width: int = NotProvided,
         generator_depth: int = NotProvided,
         generator_batch_size: int = NotProvided,
+        generator_landing_iterations: int | None = NotProvided,
         energy_scales: dict[str, float] = NotProvided,
         energy_train_steps: int = NotProvided,
         energy_negatives: int = NotProvided,
@@ -548,6 +557,9 @@ class O2OConfig(AlgorithmConfig):
         counts = ("burst_updates", "generator_retrain_env_steps", "generator_train_steps", "generated_samples",
                   "generator_width", "generator_depth", "generator_batch_size", "energy_train_steps", "energy_negatives")
         bad = [f for f in counts if settings[f] < 1]
+        landing = settings["generator_landing_iterations"]
+        if landing is not None and (isinstance(landing, bool) or not isinstance(landing, int) or landing < 1):
+            self._value_error(f"generator_landing_iterations must be None or an integer >= 1, got {landing!r}")
         if bad or settings["generator_sample_steps"] < 2:
             self._value_error(f"{', '.join(bad) or 'generator_sample_steps'} must be positive (generator_sample_steps >= 2)")
         scales = settings["energy_scales"]
@@ -632,6 +644,8 @@ class O2OLearner(TorchLearner):
         self.reward_scale = 1.0
         self.generator: Any = None
         """The trial's generator (`o2o.generators`), a `TransitionGenerator`; None without one."""
+        self.retrain_iterations = 0
+        """Online iterations ended since the running retrain started (`generator_lands`)."""
 
     @property
     def net(self) -> torch.nn.Module:
@@ -773,8 +787,8 @@ class O2OLearner(TorchLearner):
     def generator_due(self) -> bool:
         """Whether the generator starts a retrain now (asked as an online iteration begins): once
         every `generator_retrain_env_steps` env steps of the online phase, on the learner's
-        env-step clock."""
-        if self.generator is None or self.phase is None or self.phase.unit != "env_steps":
+        env-step clock, once the last retrain's rows have landed."""
+        if self.generator is None or self.phase is None or self.phase.unit != "env_steps" or self.generator.retraining:
             return False
         return self.phase_env_steps >= (self.generator.retrains + 1) * self.config.generator_retrain_env_steps
 
@@ -792,12 +806,29 @@ class O2OLearner(TorchLearner):
                 obs = online[:, self.generator.layout.slices["obs"]]
                 actions = torch.cat([self.net.act(chunk) for chunk in obs.split(GENERATION_POLICY_CHUNK)])
         self.generator.start_retrain(offline, online, actions)
+        self.retrain_iterations = 0
+
+    def stop_generator(self) -> None:
+        """End a retrain still running as the trial stops (its rows would never land)."""
+        if self.generator is not None:
+            self.generator.stop_retrain()
+
+    def generator_lands(self) -> bool:
+        """Asked as each online iteration ends: whether the started retrain's rows land now — at
+        the `generator_landing_iterations`-th iteration's end since it started, or, where that is
+        None, at the first by which it has finished."""
+        if self.generator is None or not self.generator.retraining:
+            return False
+        self.retrain_iterations += 1
+        landing = self.config.generator_landing_iterations
+        return self.generator.retrain_done() if landing is None else self.retrain_iterations >= landing
 
     def finish_generator(self) -> dict[str, Any]:
-        """Wait for the running retrain and replace the generated region with its rows (extra
-        columns as online rows have them: Cal-QL's Monte-Carlo return unknown, −inf). Returns its
-        metrics with `wait_s` (how long the trial waited for it), and `quality`: a sample of the
-        generated and of the reference (unguided) rows in the environment's units."""
+        """Replace the generated region with the started retrain's rows, waiting for them if they
+        are not ready (extra columns as online rows have them: Cal-QL's Monte-Carlo return
+        unknown, −inf). Returns its metrics with `wait_s` (how long the trial waited for it) and
+        `landing_iterations` (the online iterations it ran beside), and `quality`: a sample of
+        the generated and of the reference (unguided) rows in the environment's units."""
         assert self.replay is not None and self.generator is not None
         generation, waited = self.generator.finish_retrain()
         layout = self.generator.layout
@@ -807,7 +838,7 @@ class O2OLearner(TorchLearner):
                 rows[name] = torch.full((len(generation.rows),), -torch.inf, device=generation.rows.device)
         self.replay.set_generated(rows, generation.weights)
         return {
-            "metrics": {**generation.metrics, "wait_s": waited},
+            "metrics": {**generation.metrics, "wait_s": waited, "landing_iterations": self.retrain_iterations},
             "quality": {
                 "generated": self.environment_units(layout.unpack(generation.rows[: len(generation.reference)])),
                 "reference": self.environment_units(layout.unpack(generation.reference)),
@@ -949,6 +980,7 @@ class O2OLearner(TorchLearner):
                 "torch_rng": torch.get_rng_state().numpy(),
                 "balanced": None if self.balancer is None else self.balancer.get_state(),
                 "generator": None if self.generator is None else self.generator.get_state(),
+                "retrain_iterations": self.retrain_iterations,
             }
         return state
 
@@ -968,6 +1000,7 @@ class O2OLearner(TorchLearner):
         if own.get("generator") is not None:
             assert self.generator is not None, "the checkpoint's trial ran a generator; this config runs none"
             self.generator.set_state(own["generator"])
+            self.retrain_iterations = own["retrain_iterations"]
         self.num_updates = own["num_updates"]
         self.phase_updates = own["phase_updates"]
         self.phase_start_env_steps = own["phase_start_env_steps"]
@@ -999,6 +1032,13 @@ class O2OAlgorithm(Algorithm):
         self._metrics["data/offline_transitions"] = float(n)
         if self.current_phase is not None:
             self.on_phase_start(self.current_phase)
+
+    def cleanup(self) -> None:
+        """Stop the trial: a generator's retrain still running is ended first (its rows would
+        never land, and its thread would hold the process up)."""
+        if getattr(self, "learner_group", None) is not None and self.config.generator is not None:
+            self._learner("stop_generator")
+        super().cleanup()
 
     def _read_offline_data(self, obs_space: Any, act_space: Any) -> Transitions:
         """Materialize RLlib's offline reader once and check it against the env's spaces."""
@@ -1125,8 +1165,8 @@ class O2OAlgorithm(Algorithm):
         return replace(sampling, generated_fraction=fraction)
 
     def finish_generator(self) -> None:
-        """Wait for the learner's generator to finish the retrain this iteration started; its
-        metrics go under `generator/`, its timings under `perf/generator/`, and on MuJoCo tasks
+        """Land the rows of the learner's generator's retrain (waiting for them if they are not
+        ready); its metrics go under `generator/`, its timings under `perf/generator/`, and on MuJoCo tasks
         whose state the observation determines, the dynamics error of its generated rows and of
         the unguided reference rows (`o2o.generators.quality`)."""
         from o2o.generators.quality import VELOCITY_CLIP, dynamics_error
@@ -1149,11 +1189,9 @@ class O2OAlgorithm(Algorithm):
         done = 0
         metrics: list[dict[str, float]] = []
         settings = self.config.generator_settings()
-        # A retrain due now runs beside this iteration's steps and updates, its rows landing at
-        # the iteration's end: the same env step whatever the threads' timing, and no retrain in
-        # flight when a checkpoint is taken between iterations.
-        retraining = bool(settings) and self._learner("generator_due")
-        if retraining:
+        # A retrain due now runs beside this and later iterations' steps and updates; its rows
+        # land at an iteration's end (`generator_landing_iterations`), never in mid-iteration.
+        if settings and self._learner("generator_due"):
             self._learner("start_generator")
         while done < steps:
             n = self.collect_online(min(cfg.weight_sync_interval, steps - done))
@@ -1169,7 +1207,7 @@ class O2OAlgorithm(Algorithm):
                     metrics.append(self._learner("run_updates", updates, sampling))
                     self.updates += updates
                     self._sync_weights()
-        if retraining:
+        if settings and self._learner("generator_lands"):
             self.finish_generator()
             if settings["generator_schedule"] == "burst":
                 # IQL-EDIS: right after a retrain, extra updates with the generated share.
