@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from o2o.generators.diffusion import EDMDiffusion, RetrainStopped, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
+from o2o.generators.diffusion import EDMDiffusion, ResidualMLPDenoiser, TransitionLayout, TransitionNormalizer, train_diffusion
 from o2o.generators.quality import frechet_distance
 
 GENERATION_CHUNK = 10_000
@@ -180,9 +180,9 @@ class TransitionGenerator:
 
     def stop_retrain(self) -> None:
         """End a running retrain at its next training or sampler step and drop its rows (the
-        trial is stopping: they would never land)."""
+        trial is stopping: they would never land, and neither would a failed retrain's error)."""
         self._stop.set()
-        with contextlib.suppress(RetrainStopped):
+        with contextlib.suppress(Exception):
             self._join()
         self._finished = None
         self._stop.clear()

@@ -1000,7 +1000,7 @@ class O2OLearner(TorchLearner):
         if own.get("generator") is not None:
             assert self.generator is not None, "the checkpoint's trial ran a generator; this config runs none"
             self.generator.set_state(own["generator"])
-            self.retrain_iterations = own["retrain_iterations"]
+            self.retrain_iterations = own.get("retrain_iterations", 0)
         self.num_updates = own["num_updates"]
         self.phase_updates = own["phase_updates"]
         self.phase_start_env_steps = own["phase_start_env_steps"]
@@ -1036,9 +1036,11 @@ class O2OAlgorithm(Algorithm):
     def cleanup(self) -> None:
         """Stop the trial: a generator's retrain still running is ended first (its rows would
         never land, and its thread would hold the process up)."""
-        if getattr(self, "learner_group", None) is not None and self.config.generator is not None:
-            self._learner("stop_generator")
-        super().cleanup()
+        try:
+            if getattr(self, "learner_group", None) is not None and self.config.generator is not None:
+                self._learner("stop_generator")
+        finally:
+            super().cleanup()
 
     def _read_offline_data(self, obs_space: Any, act_space: Any) -> Transitions:
         """Materialize RLlib's offline reader once and check it against the env's spaces."""
