@@ -4,14 +4,16 @@ replay's offline and online rows, then rows generated for the replay's generated
 A generator lives in the learner (`o2o.platform.engine.O2OLearner`), on the learner's device,
 and retrains in a thread of its own (on a CUDA stream of its own on a GPU) while the trial goes
 on collecting and updating: `start_retrain` snapshots what it trains on, `finish_retrain` hands
-back the rows (waiting for them if they are not ready; the engine decides when they land). Only the main thread touches torch's global random state (the model's
-initialization, in `start_retrain`); the retrain draws from the generator's own stream, so a
-trial repeats exactly whatever the threads' timing. It works in the store's space (standardized states and rescaled rewards where the trial sets
-them, actions in [−1, 1]): what it generates goes into the store as it comes out. The engine
-decides when it retrains (every `generator_retrain_env_steps` online env steps) and how
-generated rows enter minibatches (`generator_schedule`, `generated_fraction`); a generator
-decides how it trains and samples (EDIS: energy guidance, `o2o.generators.edis`; CFDG:
-classifier-free guidance and density-ratio weights, `o2o.generators.cfdg`).
+back the rows (waiting for them if they are not ready; the engine decides when they land). Only
+the main thread touches torch's global random state (the model's initialization, in
+`start_retrain`); the retrain draws from the generator's own stream, so its rows are the same
+whatever the threads' timing. It works in the store's space (standardized states and rescaled
+rewards where the trial sets them, actions in [−1, 1]): what it generates goes into the store as
+it comes out. The engine decides when it retrains (every `generator_retrain_env_steps` online
+env steps), when its rows land (`generator_landing_iterations`) and how generated rows enter
+minibatches (`generator_schedule`, `generated_fraction`); a generator decides how it trains and
+samples (EDIS: energy guidance, `o2o.generators.edis`; CFDG: classifier-free guidance and
+density-ratio weights, `o2o.generators.cfdg`).
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class TransitionGenerator:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
         self._finished: Generation | None = None
-        self._stop = threading.Event()
         """A retrain's rows taken from its thread (at a checkpoint) or from a checkpoint, not landed yet."""
+        self._stop = threading.Event()
+        """Set to end a running retrain at its next step (`stop_retrain`)."""
 
     def initialized(self, build: Callable[[], nn.Module]) -> nn.Module:
         """`build()`'s module on the generator's device, its initial weights drawn from the
