@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from test_fault_tolerance import (
     ENV_STEPS_PER_ITERATION,
     OFFLINE_UPDATES,
+    SPEC,
     UPDATES_PER_ITERATION,
     assert_uninterrupted_history,
     first_result_after_restore,
@@ -39,28 +40,11 @@ from test_fault_tolerance import (
     the_run,
     trial_results,
 )
+from test_jobs import RAY, _free_port
 
-RAY = str(Path(sys.executable).with_name("ray"))
 ONLINE_ENV_STEPS = 400
-
-SPEC = """\
-    name: two-nodes
-    algorithm: iql
-    datasets: [hopper-random]
-    budgets: {{offline_updates: {offline}, online_env_steps: {online}}}
-    hyperparameters:
-      updates_per_iteration: {per_update_iteration}
-      env_steps_per_iteration: {per_env_iteration}
-      train_batch_size_per_learner: 64
-      online_buffer_capacity: 10000
-    seeds: [0, 1]
-    resources: {{cpus_per_trial: 2}}  # one trial per 3-CPU node: Ray Data reads the dataset in whole CPUs
-    evaluation: {{interval: 100, episodes: 1}}
-    checkpoint: {{frequency: 1, keep: 1}}
-    failure: {{max_failures: 2}}
-    storage: {storage}
-    tracking: {{uri: "sqlite:///{storage}/mlflow.db", experiment: two-nodes}}
-"""
+TRIAL_CPUS = "{cpus_per_trial: 2}"
+"""One trial per 3-CPU node: Ray Data reads the dataset in tasks of a whole CPU."""
 
 
 @dataclass(frozen=True)
@@ -101,14 +85,6 @@ def _raylets(temp_dir: str) -> set[int]:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def two_nodes() -> Iterator[TwoNodes]:
     """`ray start --head` and `ray start --address` on 127.0.0.1, three CPUs each, with
@@ -141,12 +117,16 @@ def test_a_sweep_spreads_over_two_nodes_and_a_lost_node_s_trial_finishes_on_the_
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         textwrap.dedent(SPEC).format(
+            name="two-nodes",
             offline=OFFLINE_UPDATES,
             online=ONLINE_ENV_STEPS,
             per_update_iteration=UPDATES_PER_ITERATION,
             per_env_iteration=ENV_STEPS_PER_ITERATION,
+            seeds=[0, 1],
+            resources=TRIAL_CPUS,
             storage=storage,
         )
+        + f'tracking: {{uri: "sqlite:///{storage}/mlflow.db", experiment: two-nodes}}\n'
     )
     experiment_dir = storage / "two-nodes"
     where: dict[int, str] = {}  # each trial actor's pid → its node, seen while it ran

@@ -51,7 +51,7 @@ SPEC = """\
       train_batch_size_per_learner: 64
       online_buffer_capacity: 10000
     seeds: {seeds}
-    resources: {{cpus_per_trial: 0.5, max_concurrent_trials: 1}}
+    resources: {resources}
     evaluation: {{interval: 100, episodes: 1}}
     checkpoint: {{frequency: 1, keep: 1}}
     failure: {{max_failures: 2}}
@@ -68,6 +68,7 @@ def write_spec(tmp_path: Path, name: str, online: int, seeds: list[int]) -> Path
         per_update_iteration=UPDATES_PER_ITERATION,
         per_env_iteration=ENV_STEPS_PER_ITERATION,
         seeds=seeds,
+        resources="{cpus_per_trial: 0.5, max_concurrent_trials: 1}",
         storage=tmp_path / "runs",
     )
     path.write_text(textwrap.dedent(body))

@@ -130,6 +130,10 @@ def configured(name: str, **fields: Any) -> O2OConfig:
         ("iql", {"generator": "cfdg", "ratio_clip": 0.5}, "ratio_clip be >= 1"),
         ("iql", {"generator": "cfdg", "generator_landing_iterations": 0}, "generator_landing_iterations must be None or an integer >= 1, got 0"),
         ("iql", {"generator_landing_iterations": 2}, "generator_landing_iterations cannot take effect: no generator runs"),
+        ("iql", {"generator": "edis", "online_env_steps": 1000, "env_steps_per_iteration": 300, "generator_retrain_env_steps": 1000},
+         "the generator cannot take effect: its first retrain starts with the online iteration at 1200 env steps"),
+        ("iql", {"generator": "cfdg", "online_env_steps": 1000, "env_steps_per_iteration": 200, "generator_retrain_env_steps": 500,
+                 "generator_landing_iterations": 3}, "its rows land 2 iteration(s) later, past online_env_steps 1000"),
     ],
 )
 def test_generator_settings_that_cannot_take_effect_are_refused(name: str, fields: dict, message: str) -> None:

@@ -567,6 +567,18 @@ class O2OConfig(AlgorithmConfig):
             self._value_error(f"energy_scales must give state, policy and transition a scale >= 0, got {scales!r}")
         if not 0.0 <= settings["online_share"] <= 1.0 or settings["ratio_clip"] < 1.0:
             self._value_error("online_share must lie in [0, 1] and ratio_clip be >= 1")
+        # The first retrain starts with the online iteration at `first` env steps; its rows land
+        # at the end of the iteration `landing` − 1 iterations later (the same one, at best).
+        per_iteration = self.for_phase("online").env_steps_per_iteration
+        first = -(-settings["generator_retrain_env_steps"] // per_iteration) * per_iteration
+        lands_after = (landing or 1) - 1
+        if first + lands_after * per_iteration >= self.online_env_steps:
+            self._value_error(
+                f"the generator cannot take effect: its first retrain starts with the online iteration at {first} "
+                f"env steps (generator_retrain_env_steps {settings['generator_retrain_env_steps']}, "
+                f"env_steps_per_iteration {per_iteration}) and its rows land {lands_after} iteration(s) later, "
+                f"past online_env_steps {self.online_env_steps}"
+            )
 
     def _validate_evaluation(self) -> None:
         """Refuse evaluation settings o2o's evaluation (`O2OAlgorithm.evaluate`) cannot honour:
