@@ -193,6 +193,10 @@ class O2OConfig(AlgorithmConfig):
         """Gradient updates of the offline phase (paper protocol: 1M)."""
         self.online_env_steps: int = 0
         """Environment steps of the online phase."""
+        self.seeds_per_trial: int = 1
+        """Seeds this trial trains side by side: `seed`, `seed` + 1, …, each with its own
+        networks, optimizer state, minibatches, environment and evaluation (the spec's
+        `seeds_per_trial`; see "K seeds in one trial" above)."""
         self.updates_per_iteration: int = 1000
         """Offline updates per `train()` call; one learner call runs them all."""
         self.env_steps_per_iteration: int = 1000
@@ -326,6 +330,7 @@ class O2OConfig(AlgorithmConfig):
         dataset_hash: str | None = NotProvided,
         offline_updates: int = NotProvided,
         online_env_steps: int = NotProvided,
+        seeds_per_trial: int = NotProvided,
         updates_per_iteration: int = NotProvided,
         env_steps_per_iteration: int = NotProvided,
         utd_ratio: float = NotProvided,
@@ -394,6 +399,7 @@ class O2OConfig(AlgorithmConfig):
             "dataset_hash",
             "offline_updates",
             "online_env_steps",
+            "seeds_per_trial",
         }
 
     @property
