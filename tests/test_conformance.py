@@ -6,7 +6,8 @@ critic's TD error (the `critic_loss` metric every learner reports) down; the han
 EnvRunner the learner's weights; online steps fill the online buffer; a checkpoint restores the
 weights and the buffer exactly and the trial continues as the uninterrupted one does; the same seed reproduces the offline
 phase; a NaN loss stops the trial with a clear error; the EnvRunner's module acts through the
-method's `act` and `explore` on the states the learner trained on.
+method's `act` and `explore` on the states the learner trained on; two seeds train side by side
+in one trial (`seeds_per_trial`) and restore together, or the method refuses them with its reason.
 """
 
 from __future__ import annotations
@@ -134,6 +135,58 @@ def test_learns_offline_hands_off_and_restores(name: str, hopper_random, tmp_pat
         rows = replay(restored).get_state()["online_rows"]
         assert len(rows) == collected + 100, "the continued trial appends to the restored buffer"
         np.testing.assert_array_equal(rows[: collected + 50], saved_rows)
+    finally:
+        restored.stop()
+
+
+def lanes(algo: O2OAlgorithm) -> list:
+    return algo.learner_group._learner.lanes
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_two_seeds_in_one_trial_learn_apart_and_restore_together(name: str, hopper_random, tmp_path) -> None:
+    """`seeds_per_trial: 2` on every algorithm: it trains two seeds, each with its own networks,
+    minibatches, environment and buffer, and a checkpoint brings both back; or the config
+    refuses it, naming why, before anything is built."""
+    config = tiny(name, hopper_random, seeds_per_trial=2)
+    if not config.get_default_learner_class().__dict__.get("seeds_batched", False):
+        with pytest.raises(ValueError, match="seeds_per_trial 2: .* trains one seed per trial; its update"):
+            config.validate()
+        return
+    algo = config.build_algo()
+    try:
+        train_until(algo, "offline")
+        before = weights(algo)
+        assert any(not torch.equal(v[0], v[1]) for v in before.values()), "each seed starts from its own weights"
+        td = [[r["offline/critic_loss"] for r in algo.train()["o2o_seeds"]] for _ in range(3)]
+        after = weights(algo)
+        for i in range(2):
+            assert any(not torch.equal(before[k][i], after[k][i]) for k in before), f"seed {i}'s weights move"
+            assert td[-1][i] < td[0][i], f"seed {i}'s TD error should fall offline: {td}"
+
+        train_until(algo, "online")
+        result = algo.train()
+        assert [r["counters/env_steps"] for r in result["o2o_seeds"]] == [50, 50]
+        assert [lane.n_online for lane in lanes(algo)] == [50, 50]
+        rows = [lane.get_state()["online_rows"] for lane in lanes(algo)]
+        assert not np.array_equal(rows[0], rows[1]), "each seed steps its own environment"
+        saved_weights = weights(algo)
+        algo.save_to_path(tmp_path / "ckpt")
+        uninterrupted = [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in algo.train()["o2o_seeds"]]
+        uninterrupted_weights = weights(algo)
+    finally:
+        algo.stop()
+
+    restored = type(algo).from_checkpoint(tmp_path / "ckpt")
+    try:
+        for key, value in weights(restored).items():
+            assert torch.equal(value, saved_weights[key]), f"restored weight {key} differs"
+        for lane, saved in zip(lanes(restored), rows, strict=True):
+            np.testing.assert_array_equal(lane.get_state()["online_rows"], saved)
+        continued = [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in restored.train()["o2o_seeds"]]
+        assert continued == uninterrupted, "each restored seed continues as the uninterrupted one"
+        for key, value in weights(restored).items():
+            assert torch.equal(value, uninterrupted_weights[key]), f"weight {key} after the restore differs"
     finally:
         restored.stop()
 

@@ -121,6 +121,7 @@ from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.evaluation import EVAL_SEEDS_PER_TRIAL, evaluate_policy, evaluation_seeds
 from o2o.platform.replay import PrioritySource, SAMPLING_RULES, ReplayStore, Sampling, transition_columns
 from o2o.platform.rollout import O2OEnvRunner
+from o2o.platform.seeds import SeedView, per_seed, seeded, stack_seeds
 
 
 REWARD_NORMALIZATIONS = ("none", "return_range")
@@ -487,6 +488,7 @@ class O2OConfig(AlgorithmConfig):
                 "sampling_rule balanced"
             )
         self._validate_generator(rules)
+        self._validate_seeds(rules)
         for field in ("hidden_sizes", "critic_hidden_sizes"):
             widths = getattr(self, field)
             if field == "critic_hidden_sizes" and widths is None:
@@ -528,6 +530,32 @@ class O2OConfig(AlgorithmConfig):
                     f"phase_overrides[{phase!r}] cannot change {', '.join(fixed)} ({reasons}); "
                     "set it in hyperparameters for the whole trial"
                 )
+
+    def _validate_seeds(self, rules: list[str | None]) -> None:
+        """Refuse a K-seed trial its method or settings cannot run per seed, with the reason."""
+        k = self.seeds_per_trial
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            self._value_error(f"seeds_per_trial must be an integer >= 1, got {k!r}")
+        if k == 1:
+            return
+        learner = self.get_default_learner_class()
+        if not learner.__dict__.get("seeds_batched", False):
+            self._value_error(
+                f"seeds_per_trial {k}: {self.algorithm_label} trains one seed per trial; its update "
+                f"({learner.__name__}) does not run per seed yet (see O2OLearner.seeds_batched). "
+                "Set seeds_per_trial: 1"
+            )
+        refusals = {
+            "generator": self.generator is not None
+            and "a generator trains one diffusion model on one seed's replay; run one seed per trial",
+            "sampling_rule": any(r in ("balanced", "prioritized") for r in rules)
+            and "balanced and prioritized replay keep one priority per row, for one seed's ring",
+            "target_critic_subset": self.target_critic_subset is not None
+            and "the random subset of target critics is drawn once per update, for one seed",
+        }
+        for name, reason in refusals.items():
+            if reason:
+                self._value_error(f"seeds_per_trial {k} with {name}: {reason}")
 
     def _validate_generator(self, rules: list[str | None]) -> None:
         """Refuse generator settings that could not take effect, before any trial is built."""
@@ -636,6 +664,12 @@ class O2OLearner(TorchLearner):
     optimizer and target updates. `self.hp` is the config with the current phase's overrides.
     """
 
+    seeds_batched: ClassVar[bool] = False
+    """Whether a trial may train several seeds of this learner at once (`seeds_per_trial`): its
+    update computes its losses through `seed_losses`, and everything its hooks read per update is
+    a function of the minibatch and the networks. Read from the class itself, not inherited: a
+    method on a base confirms its own hooks before it says True."""
+
     needs_returns_to_go: bool = False
     """Set by methods that read Monte-Carlo returns (Cal-QL): the store then has an
     `mc_returns` column, computed from the dataset's episodes with the config's γ. Online rows
@@ -664,6 +698,38 @@ class O2OLearner(TorchLearner):
         """The trial's generator (`o2o.generators`), a `TransitionGenerator`; None without one."""
         self.retrain_iterations = 0
         """Online iterations ended since the running retrain started (`generator_lands`)."""
+        self.lanes: list[ReplayStore] = []
+        """Each seed's store, seed 0's (`replay`) first: one dataset, a ring and a sampler each."""
+
+    @property
+    def num_seeds(self) -> int:
+        """The seeds this learner trains side by side (`seeds_per_trial`)."""
+        return self.config.seeds_per_trial
+
+    def _make_module(self) -> Any:
+        """RLlib's module; for K seeds, with every tensor stacked over K networks, seed i's
+        initialized from the trial's seed + i (seed 0's as a one-seed trial builds it)."""
+        module = super()._make_module()
+        if self.num_seeds > 1:
+            spec = self._module_spec or self.config.get_multi_rl_module_spec()
+            copies = []
+            for i in range(1, self.num_seeds):
+                with seeded(int(self.config.seed or 0) + i):
+                    copies.append(spec.build().as_multi_rl_module()[DEFAULT_MODULE_ID])
+            stack_seeds(module[DEFAULT_MODULE_ID], copies)
+        return module
+
+    def seed_losses(
+        self, losses: Any, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`losses(net, batch)` → (the loss to minimize, metrics as 0-d tensors), for every seed
+        of the trial: once on the module, or batched over K seeds (`o2o.platform.seeds.per_seed`),
+        the K losses summed (each seed's parameters get their own loss's gradient) and each
+        metric (K,). A method whose update a K-seed trial runs computes its losses through this."""
+        if self.num_seeds == 1:
+            return losses(self.net, batch)
+        loss, metrics = per_seed(self.net, losses, batch)
+        return loss.sum(), metrics
 
     @property
     def net(self) -> torch.nn.Module:
@@ -707,7 +773,9 @@ class O2OLearner(TorchLearner):
             self._device,
             seed,
             generated_capacity=self.config.generated_samples if generating else 0,
+            lanes=self.num_seeds,
         )
+        self.lanes = [self.replay, *(self.replay.lane(i, seed + i) for i in range(1, self.num_seeds))]
         if generating:
             from o2o.generators import generator_class
             from o2o.generators.diffusion import TransitionLayout
@@ -778,7 +846,11 @@ class O2OLearner(TorchLearner):
         """Append the EnvRunner's rows to the store (methods with extra columns fill them here)."""
         assert self.replay is not None
         if self.needs_returns_to_go and "mc_returns" not in data:
-            data = {**data, "mc_returns": np.full(len(data["rewards"]), -np.inf, np.float32)}
+            data = {**data, "mc_returns": np.full(np.shape(data["rewards"]), -np.inf, np.float32)}
+        if self.num_seeds > 1:  # (K, n, …): seed i's rows into lane i
+            for i, lane in enumerate(self.lanes):
+                lane.add_online(self.transform({k: v[i] for k, v in data.items()}))
+            return
         rows = self.transform(data)
         self.replay.add_online(rows, None if self.row_priorities is None else self.row_priorities.priorities_for(rows))
 
@@ -900,11 +972,11 @@ class O2OLearner(TorchLearner):
         whose config sets `has_priority_source` returns its own under `prioritized` (BAQ)."""
         return self._balancer() if rule == "balanced" else None
 
-    def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float]:
+    def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float | np.ndarray]:
         """K gradient updates, each on a minibatch drawn by `update_sampling(sampling)`; under a
         prioritized rule each is followed by its `priority_source`'s update (balanced replay: the
         density-ratio step and the drawn rows' new priorities). Each metric is averaged once, over
-        the updates that reported it."""
+        the updates that reported it; in a K-seed trial, per seed: (K,) arrays."""
         assert self.replay is not None
         batch_size = self.hp.train_batch_size_per_learner
         totals: dict[str, torch.Tensor] = {}
@@ -918,7 +990,10 @@ class O2OLearner(TorchLearner):
                 source = self.priority_source(self.sampling.rule)
                 if source is not None:
                     self.row_priorities = source
-                indices = self.replay.sample_indices(batch_size, self.sampling)
+                if self.num_seeds == 1:
+                    indices = self.replay.sample_indices(batch_size, self.sampling)
+                else:  # (K, B): each seed's minibatch from its own lane
+                    indices = torch.stack([lane.sample_indices(batch_size, self.sampling) for lane in self.lanes])
                 batch = self.replay.gather(indices)
                 metrics = self.update_step(batch)
                 if source is not None:
@@ -929,8 +1004,10 @@ class O2OLearner(TorchLearner):
                 self.num_updates += 1
                 self.phase_updates += 1
         # Per key: a loss computed on some updates only (a delayed actor step) averages over those.
-        means = {k: float(v) / counts[k] for k, v in totals.items()}
-        bad = [k for k, v in means.items() if not np.isfinite(v)]
+        means: dict[str, float | np.ndarray] = {
+            k: float(v) / counts[k] if v.dim() == 0 else v.cpu().numpy() / counts[k] for k, v in totals.items()
+        }
+        bad = [k for k, v in means.items() if not np.isfinite(v).all()]
         if bad:
             raise FloatingPointError(
                 f"non-finite {', '.join(bad)} in the {self.phase.name} phase before update "
@@ -991,6 +1068,7 @@ class O2OLearner(TorchLearner):
         if self._check_component("o2o", components, not_components):
             state["o2o"] = {
                 "replay": None if self.replay is None else self.replay.get_state(),
+                "lanes": [lane.get_state() for lane in self.lanes[1:]],
                 "num_updates": self.num_updates,
                 "phase": None if self.phase is None else vars(self.phase),
                 "phase_updates": self.phase_updates,
@@ -1010,6 +1088,8 @@ class O2OLearner(TorchLearner):
         if own["replay"] is not None:
             assert self.replay is not None, "build_replay() runs before a checkpoint is restored"
             self.replay.set_state(own["replay"])
+            for lane, lane_state in zip(self.lanes[1:], own.get("lanes", []), strict=True):
+                lane.set_state(lane_state)
         if own["phase"] is not None:
             self._apply_phase(Phase(**own["phase"]))
         if own.get("balanced") is not None:
@@ -1025,6 +1105,24 @@ class O2OLearner(TorchLearner):
         torch.set_rng_state(torch.from_numpy(np.asarray(own["torch_rng"], dtype=np.uint8)))
 
 
+def _mean(values: list[float | np.ndarray]) -> float | np.ndarray:
+    """The mean of an iteration's values of one metric: a float, or per seed (K,)."""
+    mean = np.mean(values, axis=0)
+    return float(mean) if np.ndim(mean) == 0 else mean
+
+
+def _per_seed(metrics: Mapping[str, float | np.ndarray], k: int) -> list[dict[str, float]]:
+    """A K-seed iteration's metrics as K flat dicts: seed i's value of each per-seed metric, the
+    shared ones (counters, timings) in every dict; a seed's NaN (nothing measured yet) left out."""
+    out: list[dict[str, float]] = [{} for _ in range(k)]
+    for key, value in metrics.items():
+        for i in range(k):
+            v = float(value[i]) if isinstance(value, np.ndarray) else value
+            if not (isinstance(value, np.ndarray) and np.isnan(v)):
+                out[i][key] = v
+    return out
+
+
 class O2OAlgorithm(Algorithm):
     """Runs the phases of an O2O trial; see the module docstring."""
 
@@ -1038,11 +1136,15 @@ class O2OAlgorithm(Algorithm):
         self.phase_progress = 0
         self.env_steps = 0
         self.updates = 0
-        self.completed_returns: list[float] = []
+        self.completed_returns: list[float] | list[list[float]] = (
+            [] if config.seeds_per_trial == 1 else [[] for _ in range(config.seeds_per_trial)]
+        )
+        """Returns of the online episodes finished so far (a list per seed in a K-seed trial)."""
         self.update_credit = 0.0
         """Online updates owed but not yet run: the fractional part of utd_ratio × env steps."""
         self._weight_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
-        self._metrics: dict[str, float] = {}
+        self._metrics: dict[str, float | np.ndarray] = {}
+        """This iteration's metrics; in a K-seed trial a value measured per seed is a (K,) array."""
         self._scoring = True  # False while step() runs a phase that does not train the policy
         obs_space, act_space = self.env_runner.env.single_observation_space, self.env_runner.env.single_action_space
         data = self._read_offline_data(obs_space, act_space) if self.offline_data is not None else None
@@ -1153,11 +1255,19 @@ class O2OAlgorithm(Algorithm):
         that only collects (OPT's `online_collection`), and the collection half of every online
         iteration."""
         collected = self.env_runner.collect(steps, random_actions=self.env_steps < self.hp.random_steps)
-        self.completed_returns.extend(collected.episode_returns)
         self._learner("add_online", collected.rows)
         self.env_steps += steps
-        if self.completed_returns:
-            self._metrics["online/episode_return_mean"] = float(np.mean(self.completed_returns[-10:]))
+        if self.config.seeds_per_trial == 1:
+            self.completed_returns.extend(collected.episode_returns)
+            if self.completed_returns:
+                self._metrics["online/episode_return_mean"] = float(np.mean(self.completed_returns[-10:]))
+            return steps
+        for done, new in zip(self.completed_returns, collected.episode_returns, strict=True):
+            done.extend(new)
+        if any(self.completed_returns):  # NaN: a seed with no finished episode yet reports none
+            self._metrics["online/episode_return_mean"] = np.array(
+                [np.mean(r[-10:]) if r else np.nan for r in self.completed_returns]
+            )
         return steps
 
     def online_sampling(self) -> Sampling:
@@ -1237,12 +1347,12 @@ class O2OAlgorithm(Algorithm):
                 self._sync_weights()
         if metrics:
             keys = dict.fromkeys(k for m in metrics for k in m)  # a delayed actor's loss is not in every call
-            self._record("online", {k: float(np.mean([m[k] for m in metrics if k in m])) for k in keys})
+            self._record("online", {k: _mean([m[k] for m in metrics if k in m]) for k in keys})
             if sampling.rule == "ratio":
                 self._metrics["online/offline_fraction"] = sampling.offline_fraction
         return done
 
-    def _record(self, prefix: str, metrics: Mapping[str, float]) -> None:
+    def _record(self, prefix: str, metrics: Mapping[str, float | np.ndarray]) -> None:
         self._metrics.update({f"{prefix}/{k}": v for k, v in metrics.items()})
 
     # --- results --------------------------------------------------------------------------------
@@ -1285,7 +1395,12 @@ class O2OAlgorithm(Algorithm):
         self._metrics["perf/iteration_s"] = time.perf_counter() - started
         # Asked of the learner after every iteration, whichever phase added the rows.
         self._metrics["data/online_transitions"] = float(self._learner("online_transitions"))
-        result["o2o"] = dict(self._metrics)
+        if self.config.seeds_per_trial == 1:
+            result["o2o"] = dict(self._metrics)
+        else:
+            result["o2o_seeds"] = _per_seed(self._metrics, self.config.seeds_per_trial)
+            # The seeds' mean, for Tune's progress; MLflow takes each seed's own (`o2o_seeds`).
+            result["o2o"] = {k: float(np.nanmean(v)) if isinstance(v, np.ndarray) else v for k, v in self._metrics.items()}
         result["o2o_step"] = self.updates + self.env_steps
         if histograms:
             result["o2o_histograms"] = histograms
@@ -1321,9 +1436,29 @@ class O2OAlgorithm(Algorithm):
         # The local EnvRunner's module acts, given the learner's weights by a sync (online it holds
         # them already; offline it is otherwise unused).
         self._sync_weights()
-        seeds = evaluation_seeds(self.config.seed, self.config.evaluation_duration)
         context = EnvContext(self.config.env_config, worker_index=0)
-        return evaluate_policy(self.env_runner.module, lambda: self.env_creator(context), seeds).result()
+        k = self.config.seeds_per_trial
+        if k == 1:
+            seeds = evaluation_seeds(self.config.seed, self.config.evaluation_duration)
+            return evaluate_policy(self.env_runner.module, lambda: self.env_creator(context), seeds).result()
+        # K seeds: each scored on its own evaluation seeds, as its one-seed trial would be.
+        first = int(self.config.seed or 0)
+        lanes = [
+            evaluate_policy(
+                SeedView(self.env_runner.module, i),
+                lambda: self.env_creator(context),
+                evaluation_seeds(first + i, self.config.evaluation_duration),
+            ).result()
+            for i in range(k)
+        ]
+        return {
+            "env_runners": {
+                "episode_return_mean": float(np.mean([r["env_runners"]["episode_return_mean"] for r in lanes])),
+                "num_episodes": lanes[0]["env_runners"]["num_episodes"],
+            },
+            "seed_first": lanes[0]["seed_first"],
+            "seeds": lanes,
+        }
 
     def _record_distributions(self, with_histograms: bool) -> dict[str, dict[str, list]]:
         """The learner's recorded distributions (`O2OLearner.drain_distributions`): each one's
@@ -1344,16 +1479,22 @@ class O2OAlgorithm(Algorithm):
 
     def _record_evaluation(self, evaluation: Mapping[str, Any]) -> None:
         """The score, and what reproduces it: the episodes run and the first one's reset seed
-        (episode k resets with `eval/seed_first` + k; see `o2o.platform.evaluation`)."""
-        mean = evaluation["env_runners"]["episode_return_mean"]
-        self._metrics["eval/return_mean"] = float(mean)
-        self._metrics["eval/episodes"] = float(evaluation["env_runners"]["num_episodes"])
-        self._metrics["eval/seed_first"] = float(evaluation["seed_first"])
+        (episode k resets with `eval/seed_first` + k; see `o2o.platform.evaluation`); per seed in a
+        K-seed trial."""
+        lanes = evaluation.get("seeds", [evaluation])
+        means = np.array([lane["env_runners"]["episode_return_mean"] for lane in lanes], dtype=np.float64)
+        values = {
+            "eval/return_mean": means,
+            "eval/episodes": np.array([lane["env_runners"]["num_episodes"] for lane in lanes], dtype=np.float64),
+            "eval/seed_first": np.array([lane["seed_first"] for lane in lanes], dtype=np.float64),
+        }
         env_id = self.config.env if isinstance(self.config.env, str) else ""
         try:
-            self._metrics["eval/normalized_score"] = float(normalized_score(env_id, mean))
+            values["eval/normalized_score"] = np.array([normalized_score(env_id, m) for m in means], dtype=np.float64)
         except ValueError:
             pass  # environments without reference returns report raw returns only
+        for key, value in values.items():
+            self._metrics[key] = value if "seeds" in evaluation else float(value[0])
 
     # --- checkpoints ----------------------------------------------------------------------------
 

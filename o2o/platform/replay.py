@@ -34,6 +34,8 @@ thread with 2M rows: ~0.3 ms for a draw of 256 and their update together, agains
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -157,7 +159,11 @@ class SumTree:
 
 class ReplayStore:
     """Offline rows [0, n_offline), an online ring [n_offline, n_offline + capacity) and
-    `generated_capacity` generated rows after it."""
+    `generated_capacity` generated rows after it.
+
+    A trial of K seeds holds the dataset once: its store is built with `lanes=K` and each
+    seed's rows are a `lane(i)`, a store over the same table with a ring of its own (lane i's at
+    [n_offline + i·capacity, n_offline + (i + 1)·capacity)) and a sampler of its own."""
 
     def __init__(
         self,
@@ -167,7 +173,10 @@ class ReplayStore:
         device: torch.device,
         seed: int,
         generated_capacity: int = 0,
+        lanes: int = 1,
     ) -> None:
+        if lanes > 1 and generated_capacity:
+            raise ValueError("a store of several lanes holds no generated rows")
         self.columns = dict(columns)
         widths = [int(np.prod(shape)) for shape in self.columns.values()]
         self.width = sum(widths)
@@ -175,7 +184,11 @@ class ReplayStore:
         self.capacity = online_capacity
         self.device = device
         self.generated_capacity = generated_capacity
-        self.table = torch.empty(self.n_offline + online_capacity + generated_capacity, self.width, device=device)
+        self.table = torch.empty(self.n_offline + lanes * online_capacity + generated_capacity, self.width, device=device)
+        self.lanes = lanes
+        self.lane_shift = 0
+        """Where this store's ring starts past the first lane's: row numbers of the online rows
+        (as the sampler computes them) plus this are rows of the table."""
         if offline is not None:
             self.table[: self.n_offline] = torch.from_numpy(self._pack(offline)).to(device)
         self.n_online = 0
@@ -190,6 +203,19 @@ class ReplayStore:
         """Per-row priorities of the prioritized rules; None until `track_priorities()`."""
         offsets = np.cumsum([0, *widths])
         self._slices = {k: slice(int(a), int(b)) for k, a, b in zip(self.columns, offsets[:-1], offsets[1:])}
+
+    def lane(self, index: int, seed: int) -> ReplayStore:
+        """Lane `index`'s store: the same table and dataset rows, its own empty ring and its
+        own sampler seeded with `seed` (lane 0 is this store)."""
+        if not 0 < index < self.lanes:
+            raise ValueError(f"lane {index} is not one of this store's lanes 1..{self.lanes - 1}")
+        other = copy.copy(self)
+        other.lane_shift = index * self.capacity
+        other.n_online = other.total_added = 0
+        other.generator = torch.Generator(device=self.device)
+        other.generator.manual_seed(seed)
+        other.priorities = None
+        return other
 
     def _pack(self, data: Mapping[str, np.ndarray]) -> np.ndarray:
         missing = [k for k in self.columns if k not in data]
@@ -216,7 +242,7 @@ class ReplayStore:
             self.total_added += len(rows) - self.capacity
             rows = rows[-self.capacity :]
             priorities = None if priorities is None else priorities[-self.capacity :]
-        slots = (self.total_added + torch.arange(len(rows), device=self.device)) % self.capacity + self.n_offline
+        slots = (self.total_added + torch.arange(len(rows), device=self.device)) % self.capacity + self.n_offline + self.lane_shift
         self.table[slots] = rows
         if self.priorities is not None:
             self.priorities.set(slots, torch.ones(len(rows), device=self.device) if priorities is None else priorities)
@@ -260,6 +286,9 @@ class ReplayStore:
     def sample_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
         """Row indices of one minibatch under a sampling rule: its `generated_fraction` from the
         generated rows first, the rest by the rule."""
+        if self.lane_shift:
+            rows = self._by_rule(batch_size, sampling)
+            return torch.where(rows >= self.n_offline, rows + self.lane_shift, rows)
         if sampling.generated_fraction > 0:
             if self.n_generated == 0:
                 raise RuntimeError("generated_fraction needs generated rows; the generator has produced none yet")
@@ -317,9 +346,10 @@ class ReplayStore:
         return rows.clamp_(max=self.n_offline + self.n_online - 1)
 
     def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Column views of the selected rows, each shaped (B, *its shape): scalars as (B,)."""
-        rows = self.table.index_select(0, indices)
-        return {k: rows[:, s].reshape(-1, *self.columns[k]) for k, s in self._slices.items()}
+        """Column views of the selected rows, each shaped (*indices.shape, *its shape): (B,) rows
+        of one minibatch, or (K, B) of one minibatch per lane, scalars as (B,) or (K, B)."""
+        rows = self.table.index_select(0, indices.reshape(-1))
+        return {k: rows[:, s].reshape(*indices.shape, *self.columns[k]) for k, s in self._slices.items()}
 
     def sample(self, batch_size: int, sampling: Sampling) -> dict[str, torch.Tensor]:
         return self.gather(self.sample_indices(batch_size, sampling))
@@ -329,7 +359,8 @@ class ReplayStore:
         RNG and, where kept, the priorities of every held row (the dataset itself is re-read from
         its content hash)."""
         held = self.n_offline + self.n_online
-        online = self.table[self.n_offline : held].cpu().numpy().copy()
+        start = self.n_offline + self.lane_shift
+        online = self.table[start : start + self.n_online].cpu().numpy().copy()
         weights = self.generated_weights
         return {
             "online_rows": online,
@@ -347,7 +378,8 @@ class ReplayStore:
                 f"checkpointed online buffer has shape {tuple(rows.shape)}; this store holds "
                 f"{self.capacity} rows of width {self.width}"
             )
-        self.table[self.n_offline : self.n_offline + len(rows)] = rows.to(self.device)
+        start = self.n_offline + self.lane_shift
+        self.table[start : start + len(rows)] = rows.to(self.device)
         self.n_online = len(rows)
         self.total_added = int(state["total_added"])
         self.generator.set_state(torch.from_numpy(np.asarray(state["generator"], dtype=np.uint8)))

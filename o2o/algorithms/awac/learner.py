@@ -65,6 +65,8 @@ class AWACLearner(O2OLearner):
     """One AWAC update: critics to the TD target, actor by advantage-weighted likelihood, soft
     target critics. Offline and online alike."""
 
+    seeds_batched = True
+
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         net = self.module[module_id]
         groups = [
@@ -73,8 +75,9 @@ class AWACLearner(O2OLearner):
         ]
         self.optimizer = self.grouped_adam(module_id, "awac", groups)
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        net, hp = self.net, self.hp
+    def losses(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One seed's critic and actor losses on its networks `net`: their sum, and the metrics."""
+        hp = self.hp
         obs, actions = batch["obs"], batch["actions"]
         with torch.no_grad():
             next_actions = net.actor.sample(batch["new_obs"])
@@ -86,15 +89,18 @@ class AWACLearner(O2OLearner):
         adv = advantage(q.detach(), q_policy)
         weights = advantage_weights(adv, hp.awac_lambda, hp.max_weight)
         pi_loss = actor_loss(net.actor.log_prob(obs, actions), weights)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + pi_loss).backward()
-        self.optimizer.step()
-        soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
-        return {
+        return q_loss + pi_loss, {
             "critic_loss": q_loss.detach(),
             "actor_loss": pi_loss.detach(),
             "q_mean": q.detach().mean(),
             "advantage_mean": adv.mean(),
             "weight_mean": weights.mean(),
         }
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss, metrics = self.seed_losses(self.losses, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        soft_update_(self.net.critic_target.parameters(), self.net.critic.parameters(), self.hp.tau)
+        return metrics

@@ -31,6 +31,8 @@ class CalQLLearner(CQLLearner):
 
     needs_returns_to_go = True
 
+    seeds_batched = True
+
     def policy_action_q(
         self, q_policy: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -70,6 +70,8 @@ class CQLLearner(SACLearner):
     """One CQL update: critics to the TD target plus the conservative term; SAC's actor and
     temperature; the Lagrange multiplier when on; Polyak target critics."""
 
+    seeds_batched = True
+
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         net = self.module[module_id]
         groups = [
@@ -133,11 +135,11 @@ class CQLLearner(SACLearner):
             extra,
         )
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def cql_losses(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """With `cql_alpha` 0 (CQL → SAC fine-tuning online) the conservative term is not computed
         at all: it would weigh nothing, and its 3K actions per state are most of an update's cost.
         The TD target then needs one draw a' ~ π(·|s'), or K under `max_target_backup`."""
-        net, hp = self.net, self.hp
+        hp = self.hp
         obs, actions = batch["obs"], batch["actions"]
         conservative = hp.cql_alpha > 0
         k = hp.num_sampled_actions if conservative or hp.max_target_backup else 1
@@ -153,14 +155,8 @@ class CQLLearner(SACLearner):
             cql_loss, dual_loss, extra = self.conservative_terms(batch, q, next_actions, next_logp)
         else:
             cql_loss, dual_loss, extra = torch.zeros((), device=q.device), 0.0, {}
-
         pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        (td_loss + cql_loss + dual_loss + pi_loss + alpha_loss).backward()
-        self.optimizer.step()
-        soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
-        return {
+        return td_loss + cql_loss + dual_loss + pi_loss + alpha_loss, {
             "critic_loss": td_loss.detach(),
             "cql_loss": cql_loss.detach(),
             "actor_loss": pi_loss.detach(),
@@ -169,3 +165,11 @@ class CQLLearner(SACLearner):
             "q_mean": q.detach().mean(),
             **extra,
         }
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss, metrics = self.seed_losses(self.cql_losses, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        soft_update_(self.net.critic_target.parameters(), self.net.critic.parameters(), self.hp.tau)
+        return metrics

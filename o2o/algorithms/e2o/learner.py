@@ -53,6 +53,8 @@ class E2OLearner(CQLLearner):
     """CQL's update while `conservative` (offline); SAC's, on E2O's target and uncertainty-
     weighted critic loss, otherwise (online: SAC-N)."""
 
+    seeds_batched = True
+
     def reduce_target(self, q_next: torch.Tensor) -> torch.Tensor:
         """The TD target's value of the N target critics (N, B) → (B,), per `target_q`."""
         return weighted_min_pair(q_next) if self.hp.target_q == "weighted_min_pair" else self.target_min(q_next)

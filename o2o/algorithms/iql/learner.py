@@ -43,6 +43,8 @@ def awr_loss(
 class IQLLearner(O2OLearner):
     """One IQL update: V by expectile regression, Q by TD to V(s'), π by AWR, soft target."""
 
+    seeds_batched = True
+
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         net = self.module[module_id]
         groups = [
@@ -70,8 +72,9 @@ class IQLLearner(O2OLearner):
         of the minibatch (B,) for a method that varies it (FamO2O: the balance coefficient)."""
         return self.hp.temperature
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        net, hp = self.net, self.hp
+    def losses(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eqs. 5–7 on one seed's networks `net` and minibatch: their sum, and the metrics."""
+        hp = self.hp
         obs, actions = batch["obs"], batch["actions"]
         fitted, fitted_metrics = self.awr_actions(batch)
         with torch.no_grad():
@@ -84,13 +87,7 @@ class IQLLearner(O2OLearner):
         q_loss = critic_loss(q, td_target)
         advantage = q_fitted - v.detach()
         actor_loss = awr_loss(net.actor.log_prob(self.policy_obs(obs), fitted), advantage, self.awr_temperature(), hp.max_weight)
-
-        self.actor_group["lr"] = self.actor_lr()
-        self.optimizer.zero_grad(set_to_none=True)
-        (value_loss + q_loss + actor_loss).backward()
-        self.optimizer.step()
-        soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
-        return {
+        return value_loss + q_loss + actor_loss, {
             "value_loss": value_loss.detach(),
             "critic_loss": q_loss.detach(),
             "actor_loss": actor_loss.detach(),
@@ -99,3 +96,12 @@ class IQLLearner(O2OLearner):
             "advantage_mean": advantage.mean(),
             **fitted_metrics,
         }
+
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss, metrics = self.seed_losses(self.losses, batch)
+        self.actor_group["lr"] = self.actor_lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        soft_update_(self.net.critic_target.parameters(), self.net.critic.parameters(), self.hp.tau)
+        return metrics

@@ -48,6 +48,8 @@ def temperature_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy
 class SACLearner(O2OLearner):
     """One SAC update: critics to the soft TD target, actor, temperature, soft target."""
 
+    seeds_batched = True
+
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         net = self.module[module_id]
         groups = [
@@ -104,25 +106,31 @@ class SACLearner(O2OLearner):
         it by the target critics' disagreement `q_next` (N, B)."""
         return critic_loss(q, target), {}
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        net, hp = self.net, self.hp
+    def sac_losses(
+        self, net: torch.nn.Module, batch: dict[str, torch.Tensor], policy_due: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One seed's critic loss, plus on a `policy_due` update the actor's and the
+        temperature's: their sum, and the metrics."""
         obs = batch["obs"]
         alpha = net.log_alpha.exp().detach()
         with torch.no_grad():
             next_actions, next_logp = net.actor.sample(self.policy_obs(batch["new_obs"]))
             q_next = net.critic_target(batch["new_obs"], next_actions)
-            target = soft_td_target(batch["rewards"], batch["terminateds"], self.reduce_target(q_next), next_logp, alpha, hp.gamma)
+            target = soft_td_target(batch["rewards"], batch["terminateds"], self.reduce_target(q_next), next_logp, alpha, self.hp.gamma)
         q = net.critic(obs, batch["actions"])
         q_loss, extra = self.critic_objective(q, target, q_next)
         metrics = {"critic_loss": q_loss.detach(), "alpha": alpha, "q_mean": q.detach().mean(), **extra}
-        loss = q_loss
-        if self.policy_update_due():
-            pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
-            loss = loss + pi_loss + alpha_loss
-            metrics.update(actor_loss=pi_loss.detach(), entropy=-logp.mean())
+        if not policy_due:
+            return q_loss, metrics
+        pi_loss, alpha_loss, logp = self.policy_losses(obs, alpha)
+        metrics.update(actor_loss=pi_loss.detach(), entropy=-logp.mean())
+        return q_loss + pi_loss + alpha_loss, metrics
 
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        policy_due = self.policy_update_due()
+        loss, metrics = self.seed_losses(lambda net, b: self.sac_losses(net, b, policy_due), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        soft_update_(net.critic_target.parameters(), net.critic.parameters(), hp.tau)
+        soft_update_(self.net.critic_target.parameters(), self.net.critic.parameters(), self.hp.tau)
         return metrics

@@ -48,6 +48,8 @@ class TD3Learner(O2OLearner):
     """One TD3 update: critics to the smoothed clipped double-Q target; every `policy_delay`-th
     update, the actor and then the Polyak-averaged targets."""
 
+    seeds_batched = True
+
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         self.optimizer = self.grouped_adam(module_id, "td3", self.parameter_groups(self.module[module_id]))
 
@@ -86,8 +88,12 @@ class TD3Learner(O2OLearner):
         q_pi = self.actor_q(obs, self.net.actor(obs))
         return {"actor_loss": deterministic_policy_loss(q_pi)}
 
-    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        net, hp = self.net, self.hp
+    def losses(
+        self, net: torch.nn.Module, batch: dict[str, torch.Tensor], delayed: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One seed's critic loss at the smoothed clipped double-Q target, plus on a `delayed`
+        update the actor's: their sum, and the metrics."""
+        hp = self.hp
         obs, actions = batch["obs"], batch["actions"]
         with torch.no_grad():
             next_actions = net.actor_target.noisy(batch["new_obs"], hp.target_noise, hp.target_noise_clip)
@@ -96,12 +102,17 @@ class TD3Learner(O2OLearner):
             td_weights, weight_metrics = self.td_weights(batch, next_actions)
         q = net.critic(obs, actions)
         q_loss = critic_loss(q, target, td_weights)
-        loss = q_loss
-        delayed = self.actor_update_due()
-        if delayed:
-            actor = self.actor_losses(obs, actions)
-            loss = loss + actor["actor_loss"]
+        metrics = {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean(), **weight_metrics}
+        if not delayed:
+            return q_loss, metrics
+        actor = self.actor_losses(obs, actions)
+        # Reported on the policy updates only; `run_updates` averages over those.
+        return q_loss + actor["actor_loss"], {**metrics, **{k: v.detach() for k, v in actor.items()}}
 
+    def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        net = self.net
+        delayed = self.actor_update_due()
+        loss, metrics = self.seed_losses(lambda n, b: self.losses(n, b, delayed), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -109,9 +120,6 @@ class TD3Learner(O2OLearner):
             soft_update_(
                 [*net.critic_target.parameters(), *net.actor_target.parameters()],
                 [*net.critic.parameters(), *net.actor.parameters()],
-                hp.tau,
+                self.hp.tau,
             )
-        metrics = {"critic_loss": q_loss.detach(), "q_mean": q.detach().mean(), **weight_metrics}
-        if delayed:  # reported on the policy updates only; `run_updates` averages over those
-            metrics.update({k: v.detach() for k, v in actor.items()})
         return metrics

@@ -36,6 +36,8 @@ def td3_bc_actor_loss(q_pi: torch.Tensor, scale: torch.Tensor, bc: torch.Tensor,
 class TD3BCLearner(TD3Learner):
     """TD3's update with TD3+BC's actor loss on the delayed updates."""
 
+    seeds_batched = True
+
     def actor_losses(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 3 on the dataset's (or replay's) actions; also the BC term and λ as metrics."""
         pi = self.net.actor(obs)

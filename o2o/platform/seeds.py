@@ -1,0 +1,100 @@
+"""K seeds in one trial: every network with a leading seed dimension, run per seed by `vmap`.
+
+A trial with `seeds_per_trial: K` trains seeds s, s + 1, …, s + K − 1 side by side. Its module
+is the method's own, built once per seed and then stacked in place (`stack_seeds`): every
+parameter and buffer becomes one (K, …) tensor, so the optimizers, the Polyak updates and the
+checkpoints handle the K seeds as they handle one. The method's code is unchanged: its losses
+run once per seed under `torch.func.vmap` over `functional_call` (`per_seed`), each seed
+seeing its own (…)-shaped slice of every parameter and its own minibatch. The K losses are
+summed before one backward: the seeds share no parameter, so each seed's gradient is its own
+loss's, and Adam (element-wise) keeps K independent moment estimates in its (K, …) state.
+
+During seed i's call the module itself holds seed i's slices (`functional_call` swaps them in),
+so a method's hooks that read the learner's module see that seed's networks too.
+
+Random draws inside a method's losses (TD3's target smoothing, a sampled action) differ per
+seed (`randomness="different"`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+def stack_seeds(module: nn.Module, copies: Sequence[nn.Module]) -> None:
+    """Replace each parameter and buffer of `module` by the stack of its value in `module` and in
+    each of `copies` (same architecture): (K, …) with K = 1 + len(copies), seed 0 first.
+    Stacked parameters keep their `requires_grad` (frozen targets stay frozen)."""
+    others = [dict(c.named_modules()) for c in copies]
+    for name, sub in module.named_modules():
+        for key, value in list(sub._parameters.items()):
+            if value is not None:
+                stacked = torch.stack([value.data, *(o[name]._parameters[key].data for o in others)])
+                sub._parameters[key] = nn.Parameter(stacked, requires_grad=value.requires_grad)
+        for key, value in list(sub._buffers.items()):
+            if value is not None:
+                sub._buffers[key] = torch.stack([value, *(o[name]._buffers[key] for o in others)])
+
+
+def seed_count(module: nn.Module) -> int:
+    """K of a module `stack_seeds` stacked: the leading size of its first parameter."""
+    return next(module.parameters()).shape[0]
+
+
+class _Bound(nn.Module):
+    """`fn(module, *args)` as a module's forward, so `functional_call` can swap the module's
+    tensors for one seed's slices around any function of it, not only its `forward`."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        return fn(self.module, *args)
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"module.{k}": v for k, v in (*module.named_parameters(), *module.named_buffers())}
+
+
+def per_seed(module: nn.Module, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(module, *args)` once per seed of a stacked `module`, batched: seed i's call sees its
+    tensors' slices [i] and the slices [i] of every tensor in `args` (each (K, …), nested dicts
+    and tuples included). Returns what `fn` returns, each tensor with a leading K."""
+    bound = _Bound(module)
+
+    def one(state: dict[str, torch.Tensor], *lane_args: Any) -> Any:
+        return functional_call(bound, state, (fn, lane_args))
+
+    return vmap(one, randomness="different")(_state(module), *args)
+
+
+class SeedView(nn.Module):
+    """Seed `index` of a stacked RLModule, as an RLModule the evaluation acts with: its
+    `forward_inference` runs the module with that seed's tensors."""
+
+    def __init__(self, module: nn.Module, index: int) -> None:
+        super().__init__()
+        self.stacked = [module]  # a list: not a child, so this view owns no parameter
+        self.index = index
+
+    def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        module = self.stacked[0]
+        state = {k: v[self.index] for k, v in (*module.named_parameters(), *module.named_buffers())}
+        with torch.no_grad():
+            return functional_call(module, state, (batch,), kwargs)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's global generator seeded with `seed` inside, restored after: one seed's networks
+    are initialized from its own seed without disturbing the trial's stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
