@@ -94,6 +94,51 @@ def test_explicit_seed_list_is_kept(tmp_path: Path) -> None:
     assert [t["seed"] for t in spec.trials()][:4] == [7, 7, 3, 3]
 
 
+def test_seeds_per_trial_splits_the_seeds_into_trials_of_consecutive_seeds(tmp_path: Path) -> None:
+    spec = load_spec(_patched(tmp_path, seeds=4, seeds_per_trial=2), KNOWN)
+    assert spec.seed_list == [0, 1, 2, 3], "every seed still runs"
+    assert spec.trial_seeds == [0, 2], "a trial's seed is the first of its chunk"
+    trials = spec.trials()
+    assert len(trials) == 2 * 2 * 2, "datasets × seed chunks × grid points"
+    assert [(t["dataset"], t["seed"], t["temperature"]) for t in trials[:4]] == [
+        ("hopper-medium", 0, 1.0),
+        ("hopper-medium", 0, 3.0),
+        ("hopper-medium", 2, 1.0),
+        ("hopper-medium", 2, 3.0),
+    ]
+    listed = load_spec(_patched(tmp_path, seeds=[7, 8, 9, 3, 4, 5], seeds_per_trial=3), KNOWN)
+    assert listed.trial_seeds == [7, 3], "a listed order is kept: chunks of K in the order written"
+    assert load_spec(_write(tmp_path, QUICKSTART), KNOWN).trial_seeds == [0, 1], "K defaults to 1: a trial per seed"
+
+
+def test_a_resume_must_repeat_seeds_per_trial(tmp_path: Path) -> None:
+    """The sweep's settings file keeps K; a resume under another K is refused naming it, and a
+    sweep whose settings file predates the field (it ran one seed per trial) resumes under K=1."""
+    import json
+    import pickle
+
+    from o2o.algorithms import config_class
+    from o2o.platform.sweep import SETTINGS_FILE, _refuse_changed_sweep, _settings
+
+    sweep_dir = tmp_path / "runs" / "quickstart"
+    sweep_dir.mkdir(parents=True)
+    trainable = config_class("iql")().algo_class.__name__
+    (sweep_dir / "tuner.pkl").write_bytes(pickle.dumps({"__trainable_name": trainable}))
+    one, two = (load_spec(_patched(tmp_path, seeds=4, seeds_per_trial=k), KNOWN) for k in (1, 2))
+
+    (sweep_dir / SETTINGS_FILE).write_text(json.dumps(_settings(two)))
+    assert _settings(two)["seeds_per_trial"] == 2
+    _refuse_changed_sweep(two, sweep_dir)
+    with pytest.raises(SpecError, match=r"was started with seeds_per_trial: 2; this spec has seeds_per_trial: 1; resume it"):
+        _refuse_changed_sweep(one, sweep_dir)
+
+    older = {k: v for k, v in _settings(one).items() if k != "seeds_per_trial"}
+    (sweep_dir / SETTINGS_FILE).write_text(json.dumps(older))
+    _refuse_changed_sweep(one, sweep_dir)
+    with pytest.raises(SpecError, match=r"was started with seeds_per_trial: 1; this spec has seeds_per_trial: 2"):
+        _refuse_changed_sweep(two, sweep_dir)
+
+
 def test_storage_and_tracking_resolve_against_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +216,33 @@ def test_storage_and_tracking_resolve_against_the_working_directory(
         ({"seeds": []}, "seeds: the seed list is empty"),
         ({"seeds": [0, -1]}, "seeds: seeds must be >= 0"),
         ({"seeds": "three"}, "seeds: must be a list of integer seeds or a count"),
+        ({"seeds_per_trial": 0}, "seeds_per_trial: must be a whole number of seeds >= 1 (got 0)"),
+        ({"seeds_per_trial": 1.5}, "seeds_per_trial: must be a whole number of seeds >= 1 (got 1.5)"),
+        ({"seeds_per_trial": True}, "seeds_per_trial: must be a whole number of seeds >= 1 (got True)"),
+        (
+            {"seeds": 10, "seeds_per_trial": 4},
+            "seeds_per_trial: 4 needs the seed count to be a multiple of 4 (got 10 seeds); "
+            "write seeds: 12, or change seeds_per_trial",
+        ),
+        (
+            {"seeds": [0, 1, 2], "seeds_per_trial": 2},
+            "seeds_per_trial: 2 needs the seed count to be a multiple of 2 (got 3 seeds); "
+            "list a multiple of 2 seeds, or change seeds_per_trial",
+        ),
+        (
+            {"seeds": [0, 1, 2, 4], "seeds_per_trial": 2},
+            "seeds_per_trial: 2 trains seeds s..s+1 in one trial, so the seeds of a trial must be "
+            "consecutive and ascending: [2, 4] are not; list the seeds in runs of 2 such seeds, e.g. [2, 3]",
+        ),
+        (
+            {"seeds": [1, 0], "seeds_per_trial": 2},
+            "seeds_per_trial: 2 trains seeds s..s+1 in one trial, so the seeds of a trial must be "
+            "consecutive and ascending: [1, 0] are not",
+        ),
+        (
+            {"hyperparameters": {"seeds_per_trial": 2}},
+            "hyperparameters: 'seeds_per_trial' is a top-level key of the spec, not a hyperparameter",
+        ),
         ({"name": "my sweep"}, "name: String should match pattern"),
         ({"name": _DELETE}, "name: Field required"),
         ({"storage": "s3://bucket/runs"}, "tracking.uri: required when storage is a URI"),

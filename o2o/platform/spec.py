@@ -1,8 +1,9 @@
 """The tune spec: one YAML file that names a sweep, validated before any Ray resource is used.
 
 A spec says which algorithm runs on which datasets, with what phase budgets, fixed
-hyperparameters and sweep axes (datasets × grid points × seeds), what each trial may use, how
-often it evaluates and checkpoints, how many failures it survives, and where it is tracked.
+hyperparameters and sweep axes (datasets × grid points × seeds), how many seeds one trial
+trains side by side, what each trial may use, how often it evaluates and checkpoints, how many
+failures it survives, and where it is tracked.
 
 Validation is strict so a typo fails at load time, not hours into a sweep: every model forbids
 unknown keys, hyperparameter and grid names are checked against the algorithm's own config
@@ -146,6 +147,11 @@ class Spec(_Strict):
     or κ ramp). A field also in `grid` is refused: a trial cannot take both."""
     seeds: list[int] | int = 1
     """Seeds as a list, or a count n meaning seeds 0..n-1."""
+    seeds_per_trial: int = 1
+    """K: seeds one trial trains side by side (small networks leave a trial's CPU or GPU mostly
+    idle). The seed list splits, in order, into runs of K consecutive seeds s, s+1, …, s+K-1;
+    each run is one trial whose config has `seed` = s, and each seed still gets its own MLflow
+    run. Not a hyperparameter: `O2OConfig.seeds_per_trial` takes it from here."""
     resources: Resources = Resources()
     evaluation: Evaluation = Evaluation()
     checkpoint: Checkpointing = Checkpointing()
@@ -225,6 +231,43 @@ class Spec(_Strict):
             raise ValueError(f"duplicate seeds in {value}")
         return value
 
+    @field_validator("seeds_per_trial", mode="before")
+    @classmethod
+    def _valid_seeds_per_trial(cls, value: Any) -> Any:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"must be a whole number of seeds >= 1 (got {value!r})")
+        return value
+
+    @field_validator("seeds_per_trial")
+    @classmethod
+    def _seeds_split_into_trials(cls, value: int, info: ValidationInfo) -> int:
+        """Refuse a seed list that does not split, in order, into runs of `value` consecutive
+        seeds: a trial trains seeds s..s+K-1 from its one `seed`, so any other grouping could
+        not be run (and a silent regrouping would run other seeds than the spec lists)."""
+        seeds = info.data.get("seeds")
+        if value == 1 or seeds is None:  # a bad `seeds` is reported on its own
+            return value
+        seed_list = list(range(seeds)) if isinstance(seeds, int) else seeds
+        if len(seed_list) % value:
+            fix = (
+                f"write seeds: {-(-seeds // value) * value}"
+                if isinstance(seeds, int)
+                else f"list a multiple of {value} seeds"
+            )
+            raise ValueError(
+                f"{value} needs the seed count to be a multiple of {value} (got {len(seed_list)} "
+                f"seeds); {fix}, or change seeds_per_trial"
+            )
+        for start in range(0, len(seed_list), value):
+            chunk = seed_list[start : start + value]
+            if chunk != list(range(chunk[0], chunk[0] + value)):
+                raise ValueError(
+                    f"{value} trains seeds s..s+{value - 1} in one trial, so the seeds of a trial "
+                    f"must be consecutive and ascending: {chunk} are not; list the seeds in runs of "
+                    f"{value} such seeds, e.g. {list(range(chunk[0], chunk[0] + value))}"
+                )
+        return value
+
     @model_validator(mode="after")
     def _remote_storage_needs_uri(self) -> Spec:
         if "://" in self.storage and self.tracking.uri is None:
@@ -238,6 +281,12 @@ class Spec(_Strict):
     def seed_list(self) -> list[int]:
         """The seeds to run, in order."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def trial_seeds(self) -> list[int]:
+        """Each trial's `seed`, in order: the first of its `seeds_per_trial` consecutive seeds
+        (every seed when a trial trains one)."""
+        return self.seed_list[:: self.seeds_per_trial]
 
     @property
     def overridden_fields(self) -> list[str]:
@@ -262,17 +311,18 @@ class Spec(_Strict):
         return f"sqlite:///{Path(self.storage_path()) / 'mlflow.db'}"
 
     def trials(self) -> list[dict[str, Any]]:
-        """One dict per (dataset, seed, grid point): "dataset", "seed" and each grid key.
+        """One dict per (dataset, trial seed, grid point): "dataset", "seed" and each grid key.
 
-        The order is deterministic: datasets as listed, then seeds, then grid points with the
-        first grid key varying slowest.
+        "seed" is the trial's first seed (`trial_seeds`): a trial trains it and the next
+        `seeds_per_trial` - 1. The order is deterministic: datasets as listed, then seeds, then
+        grid points with the first grid key varying slowest.
         """
         keys = list(self.grid)
         points = list(itertools.product(*(self.grid[k] for k in keys)))
         return [
             {"dataset": dataset, "seed": seed, **dict(zip(keys, point, strict=True))}
             for dataset in self.datasets
-            for seed in self.seed_list
+            for seed in self.trial_seeds
             for point in points
         ]
 
@@ -330,6 +380,8 @@ def _check_names(section: Mapping[str, Any], info: ValidationInfo) -> None:
     for key in section:
         if key in RESERVED_AXES:
             raise ValueError(f"{key!r} is set by the spec's {key}s list, not here")
+        if key == "seeds_per_trial":
+            raise ValueError(f"{key!r} is a top-level key of the spec, not a hyperparameter")
     known = _known_algorithms(info)
     algorithm = info.data.get("algorithm")
     if known is None or algorithm not in known:

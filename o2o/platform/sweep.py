@@ -1,4 +1,4 @@
-"""Tune specs → Ray Tune: seeds × datasets × grid, one RLlib Algorithm per trial, MLflow per trial.
+"""Tune specs → Ray Tune: seeds × datasets × grid, one RLlib Algorithm per trial, MLflow per seed.
 
 Everything that can be refused is refused before Ray is touched: the spec (schema, algorithm,
 hyperparameter names, values the algorithm's config rejects), the datasets (found, readable,
@@ -45,7 +45,10 @@ class SweepResult:
     storage: Path
     tracking_uri: str
     experiment: str
-    trials: list[dict[str, Any]]  # per trial: trial_id, dataset, seed, error, done, final score, run id
+    trials: list[dict[str, Any]]
+    """One entry per seed (a trial of `seeds_per_trial` K gives K, in seed order): trial_id,
+    dataset, seed, error, done (both the trial's), final_score (that seed's last
+    eval/normalized_score) and run_id (that seed's MLflow run)."""
 
 
 def load(spec_path: str | Path, storage: str | None = None, tracking_uri: str | None = None) -> Spec:
@@ -187,7 +190,11 @@ def _env_spaces(name: str, env_id: str) -> tuple[gym.spaces.Box, gym.spaces.Box]
 def base_config(spec: Spec) -> O2OConfig:
     """The algorithm config shared by every trial (datasets, seeds and grid vary per trial)."""
     config = config_class(spec.algorithm)()
-    config.o2o(offline_updates=spec.budgets.offline_updates, online_env_steps=spec.budgets.online_env_steps)
+    config.o2o(
+        offline_updates=spec.budgets.offline_updates,
+        online_env_steps=spec.budgets.online_env_steps,
+        seeds_per_trial=spec.seeds_per_trial,
+    )
     config.training(**spec.hyperparameters)
     config.evaluation(evaluation_interval=spec.evaluation.interval, evaluation_duration=spec.evaluation.episodes)
     config.resources(num_cpus_for_main_process=spec.resources.cpus_per_trial)
@@ -415,9 +422,10 @@ def _wait_for_node(spec: Spec, need: dict[str, float]) -> None:
 
 
 def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str]]) -> dict[str, Any]:
-    """Tune's param space: the first trial's full config, with datasets, seeds and grid keys as
-    grid axes, and each dataset's file, hash, environment and overridden fields (the spec's
-    `dataset_overrides`, else the shared value) looked up per trial."""
+    """Tune's param space: the first trial's full config, with datasets, trial seeds (each
+    trial's first seed, `Spec.trial_seeds`) and grid keys as grid axes, and each dataset's file,
+    hash, environment and overridden fields (the spec's `dataset_overrides`, else the shared
+    value) looked up per trial."""
     from ray import tune
 
     shared = base_config(spec)
@@ -433,7 +441,7 @@ def sweep_param_space(spec: Spec, prepared: dict[str, tuple[ResolvedDataset, str
     }
     param_space = trial_config(spec, prepared, spec.trials()[0]).to_dict()
     param_space["dataset_id"] = tune.grid_search(list(spec.datasets))
-    param_space["seed"] = tune.grid_search(spec.seed_list)
+    param_space["seed"] = tune.grid_search(spec.trial_seeds)
     for key, values in spec.grid.items():
         param_space[key] = tune.grid_search(list(values))
     for key in ("input_", "dataset_hash", "env", *overridden):
@@ -499,7 +507,17 @@ def run_sweep(
     max_concurrent = concurrent_trials(spec, ray.cluster_resources().get("CPU", 0.0))
     trainable = config_class(spec.algorithm)().algo_class
     overridden = [key for key in spec.overridden_fields if key not in spec.hyperparameters]
-    param_keys = ["dataset_id", "seed", "env", "offline_updates", "online_env_steps", *spec.hyperparameters, *spec.grid, *overridden]
+    param_keys = [
+        "dataset_id",
+        "seed",
+        "seeds_per_trial",
+        "env",
+        "offline_updates",
+        "online_env_steps",
+        *spec.hyperparameters,
+        *spec.grid,
+        *overridden,
+    ]
     tracker = MLflowTracker(
         tracking_uri=spec.tracking_uri(),
         experiment_name=spec.experiment_name,
@@ -545,23 +563,46 @@ def run_sweep(
         trial_id, config = index.by_path.get(result.path, (None, {}))
         config = result.config or config
         trial_id = metrics.get("trial_id", trial_id)
-        summary.append(
-            {
-                "trial_id": trial_id,
-                "dataset": config.get("dataset_id"),
-                "seed": config.get("seed"),
-                "error": None if result.error is None else error_line(str(result.error)),
-                # False for a trial the driver stopped (Ctrl-C) before its budget: no error, not done.
-                "done": bool(metrics.get("done")),
-                "final_score": (metrics.get("o2o") or {}).get("eval/normalized_score"),
-                "run_id": runs.get(trial_id),
-            }
-        )
+        error = None if result.error is None else error_line(str(result.error))
+        summary += _seed_summaries(trial_id, config, metrics, error, runs)
     return SweepResult(spec.name, experiment_dir, spec.tracking_uri(), spec.experiment_name, summary)
+
+
+def _seed_summaries(
+    trial_id: str | None,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    error: str | None,
+    runs: dict[tuple[str, int], str],
+) -> list[dict[str, Any]]:
+    """The summary entries (`SweepResult.trials`) of one trial: one per seed it trained, seed
+    `seed` + i taking its score from the last result's ``o2o_seeds[i]`` (``o2o`` for a one-seed
+    trial, whose ``o2o`` is its seed's own) and its run from `runs` ((trial id, lane) → run id,
+    `_runs_by_trial`). The error and whether the budget was done are the trial's, shared."""
+    lanes = int(config.get("seeds_per_trial") or 1)
+    first = config.get("seed")
+    per_seed = (metrics.get("o2o_seeds") or []) if lanes > 1 else [metrics.get("o2o") or {}]
+    return [
+        {
+            "trial_id": trial_id,
+            "dataset": config.get("dataset_id"),
+            "seed": None if first is None else first + lane,
+            "error": error,
+            # False for a trial the driver stopped (Ctrl-C) before its budget: no error, not done.
+            "done": bool(metrics.get("done")),
+            "final_score": (per_seed[lane] if lane < len(per_seed) else {}).get("eval/normalized_score"),
+            "run_id": runs.get((trial_id, lane)),
+        }
+        for lane in range(lanes)
+    ]
 
 
 SETTINGS_FILE = "o2o_settings.json"
 """In a sweep's Tune directory: the settings it was started with, which a resume must repeat."""
+
+SETTINGS_ADDED = {"seeds_per_trial": 1}
+"""Settings added to SETTINGS_FILE since it was introduced → the value a sweep whose file
+predates them ran with, so that such a sweep resumes under a spec that leaves them at it."""
 
 
 def _settings(spec: Spec) -> dict[str, Any]:
@@ -606,7 +647,7 @@ def _refuse_changed_sweep(spec: Spec, experiment_dir: Path) -> None:
     record = experiment_dir / SETTINGS_FILE
     if not record.is_file():
         return
-    before, now = json.loads(record.read_text()), _settings(spec)
+    before, now = {**SETTINGS_ADDED, **json.loads(record.read_text())}, _settings(spec)
     for key in dict.fromkeys([*now, *before]):
         if key not in before or key not in now or before[key] != now[key]:
             raise SpecError(f"{where} {key}: {_shown(before, key)}; this spec has {key}: {_shown(now, key)}; {fix}")
@@ -703,15 +744,21 @@ def _refuse_earlier_runs(spec: Spec) -> None:
         )
 
 
-def _runs_by_trial(spec: Spec) -> dict[str, str]:
-    """MLflow run id of each trial of the sweep, from the tracker's tags."""
+def _runs_by_trial(spec: Spec) -> dict[tuple[str, int], str]:
+    """MLflow run id of each seed of each trial of the sweep, from the tracker's tags, keyed by
+    (trial id, lane): lane i is the trial's seed `seed` + i; a one-seed trial's run, which has
+    no lane tag, is lane 0."""
     from mlflow.tracking import MlflowClient
 
-    from o2o.platform.tracking import TAG_SWEEP, TAG_TRIAL_ID
+    from o2o.platform.tracking import TAG_SEED_LANE, TAG_SWEEP, TAG_TRIAL_ID
 
     client = MlflowClient(spec.tracking_uri())
     experiment = client.get_experiment_by_name(spec.experiment_name)
     if experiment is None:
         return {}
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_SWEEP}` = '{spec.name}'")
-    return {r.data.tags[TAG_TRIAL_ID]: r.info.run_id for r in runs if TAG_TRIAL_ID in r.data.tags}
+    return {
+        (r.data.tags[TAG_TRIAL_ID], int(r.data.tags.get(TAG_SEED_LANE, 0))): r.info.run_id
+        for r in runs
+        if TAG_TRIAL_ID in r.data.tags
+    }

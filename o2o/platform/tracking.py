@@ -1,4 +1,4 @@
-"""MLflow tracking for Tune sweeps: one MLflow run per Tune trial, kept across restarts.
+"""MLflow tracking for Tune sweeps: one MLflow run per seed of each Tune trial, kept across restarts.
 
 The tracker is a Tune callback, so it lives in the driver and sees every trial's results; it
 uses an explicit `MlflowClient` (no global active run), since many trials log at once.
@@ -17,9 +17,23 @@ and one key that a method sends only on the iterations it has something to show:
   states), each logged as the JSON artifact ``histograms/<name, "/" as ".">/<step, 10 digits>.json``
   holding ``{"name", "step", "edges", "counts"}``, which ``o2o report`` draws as a heatmap over steps.
 
+A trial whose config has ``seeds_per_trial`` K > 1 trains seeds ``seed``, ``seed`` + 1, …,
+``seed`` + K - 1 side by side and gets K runs, one per seed, so that ``o2o report`` sees every
+seed as it sees a one-seed trial's: run i carries the tag ``o2o.seed_lane`` = "i", the param
+``seed`` = ``seed`` + i and the name ``<dataset>-s<seed + i>-<trial id>``. Its results add
+
+- ``result["o2o_seeds"]``: K dicts, dict i the metrics of seed ``seed`` + i (the keys ``o2o``
+  has in a one-seed trial), each logged to run i at ``o2o_step``; ``o2o`` is then their mean,
+  for Tune's progress output, and is not logged;
+
+and share ``o2o_step``, ``o2o_tags`` (set on every run) and ``done``. Such a result may not carry
+``o2o_histograms`` (the methods that record them train one seed per trial); one that does, or
+whose ``o2o_seeds`` is missing or of another length, is refused before anything is logged.
+
 A trial that Tune restarts after a failure, or that a resumed sweep picks up with a new driver,
-continues the same MLflow run (found by its ``o2o.trial_id`` tag), and steps at or below the
-last one logged are dropped, so replayed iterations never duplicate points or histograms.
+continues the same MLflow runs (found by the ``o2o.trial_id`` tag, and ``o2o.seed_lane`` where
+the trial trains several seeds), and steps at or below the last one logged to a run are dropped,
+so replayed iterations never duplicate points or histograms.
 """
 
 from __future__ import annotations
@@ -45,6 +59,9 @@ SECRET_NAME = re.compile(r"token|secret|password|credential", re.IGNORECASE)
 
 TAG_SWEEP = "o2o.sweep"
 TAG_TRIAL_ID = "o2o.trial_id"
+TAG_SEED_LANE = "o2o.seed_lane"
+"""On each run of a trial of `seeds_per_trial` K > 1: its place i in 0..K-1, the run of seed
+`seed` + i. A one-seed trial's run has none (so stores from before K > 1 resume unchanged)."""
 HISTOGRAMS = "histograms"
 """The artifact folder of a run's histograms, one subfolder per histogram name."""
 
@@ -94,9 +111,27 @@ def _histogram_payload(
     return {"name": name, "step": step, "edges": edges, "counts": counts}
 
 
+def _seeds_per_trial(config: Mapping[str, Any]) -> int:
+    """K, the seeds a trial of `config` trains (1 where its config does not say)."""
+    return int(config.get("seeds_per_trial") or 1)
+
+
+def _lanes(trial: Trial) -> list[int | None]:
+    """The seed lane of each of the trial's runs, in seed order: None for a one-seed trial's
+    only run (which has no lane tag), else 0..K-1."""
+    k = _seeds_per_trial(trial.config)
+    return [None] if k == 1 else list(range(k))
+
+
+def _run_key(trial: Trial, lane: int | None) -> str:
+    """How the tracker knows a run in memory: the trial id for a one-seed trial's run,
+    `<trial id>/<lane>` for one seed's run of a K-seed trial."""
+    return trial.trial_id if lane is None else f"{trial.trial_id}/{lane}"
+
+
 @dataclass
 class _RunState:
-    """What the tracker remembers about one trial's MLflow run."""
+    """What the tracker remembers about one MLflow run (a trial's, or one seed's of a trial)."""
 
     run_id: str
     last_step: int = -1
@@ -104,7 +139,8 @@ class _RunState:
 
 
 class MLflowTracker(Callback):
-    """Logs each Tune trial to its own MLflow run (see the module docstring for the contract)."""
+    """Logs each seed of each Tune trial to its own MLflow run (see the module docstring for
+    the contract)."""
 
     def __init__(
         self,
@@ -124,6 +160,7 @@ class MLflowTracker(Callback):
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._runs: dict[str, _RunState] = {}
+        """Run key (`_run_key`) → the run's state."""
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the sweep; a resumed driver reconnects and finds its
@@ -168,28 +205,74 @@ class MLflowTracker(Callback):
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        """Open the trial's run: the one already logged to if any (a restart), else a new one."""
-        state = self._runs.get(trial.trial_id) or self._find_run(trial.trial_id)
-        if state is None:
-            state = self._create_run(trial)
-        else:
-            self.client.update_run(state.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        self._runs[trial.trial_id] = state
+        """Open the trial's runs, one per seed: each the one already logged to if any (a
+        restart), else a new one."""
+        for lane in _lanes(trial):
+            key = _run_key(trial, lane)
+            state = self._runs.get(key) or self._find_run(trial.trial_id, lane)
+            if state is None:
+                state = self._create_run(trial, lane)
+            else:
+                self.client.update_run(state.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            self._runs[key] = state
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        """Log the result's ``o2o`` metrics and ``o2o_histograms`` at ``o2o_step``, skipping
-        steps already logged; a malformed histogram is refused before anything is logged."""
-        metrics = result.get("o2o")
+        """Log the result's ``o2o`` metrics and ``o2o_histograms`` at ``o2o_step`` (K > 1 seeds:
+        ``o2o_seeds[i]`` to seed i's run), skipping steps a run has logged; a malformed
+        histogram, or a K > 1 result off the contract, is refused before anything is logged."""
         histograms = result.get("o2o_histograms") or {}
-        if not metrics and not histograms:
+        per_run = self._metrics_per_run(trial, result, histograms)
+        if not any(per_run) and not histograms:
             return
         if "o2o_step" not in result:
             raise ValueError(f"trial {trial.trial_id}: result has 'o2o' data but no 'o2o_step'")
-        state = self._runs[trial.trial_id]
         step = int(result["o2o_step"])
         tags = {k: str(v) for k, v in result.get("o2o_tags", {}).items()}
+        for lane, metrics in zip(_lanes(trial), per_run, strict=True):
+            self._log(trial, self._runs[_run_key(trial, lane)], step, metrics, histograms, tags)
+
+    @staticmethod
+    def _metrics_per_run(
+        trial: Trial, result: Mapping[str, Any], histograms: Mapping[str, Any]
+    ) -> list[Mapping[str, Any] | None]:
+        """The metrics each of the trial's runs logs from `result`, in seed order: ``o2o`` for
+        a one-seed trial, ``o2o_seeds`` for K > 1, whose results must carry one dict per seed
+        and no histograms (ValueError naming the trial otherwise)."""
+        runs = _seeds_per_trial(trial.config)
+        if runs == 1:
+            return [result.get("o2o")]
+        where = f"trial {trial.trial_id} trains {runs} seeds (seeds_per_trial)"
+        if histograms:
+            raise ValueError(
+                f"{where} but its result has 'o2o_histograms' ({', '.join(sorted(histograms))}), "
+                "which only a one-seed trial's run holds; run a method that records histograms "
+                "with seeds_per_trial: 1"
+            )
+        per_seed = result.get("o2o_seeds")
+        if per_seed is None:
+            if result.get("o2o"):
+                raise ValueError(
+                    f"{where} but its result has no 'o2o_seeds', only 'o2o' (their mean, which is "
+                    "no seed's own metrics)"
+                )
+            return [None] * runs
+        if len(per_seed) != runs:
+            raise ValueError(f"{where} but its result's 'o2o_seeds' holds {len(per_seed)} seeds' metrics")
+        return list(per_seed)
+
+    def _log(
+        self,
+        trial: Trial,
+        state: _RunState,
+        step: int,
+        metrics: Mapping[str, Any] | None,
+        histograms: Mapping[str, Any],
+        tags: dict[str, str],
+    ) -> None:
+        """Log one run's `metrics` and `histograms` at `step` unless the run has logged it, and
+        the `tags` whose value changed."""
         changed = {k: v for k, v in tags.items() if state.tags.get(k) != v}
         if step <= state.last_step and not changed:
             return
@@ -214,27 +297,30 @@ class MLflowTracker(Callback):
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        """Mark the run FINISHED."""
+        """Mark the trial's runs FINISHED."""
         self._terminate(trial, RunStatus.FINISHED)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        """Mark the run FAILED (a later restart of the trial reopens it)."""
+        """Mark the trial's runs FAILED (a later restart of the trial reopens them)."""
         self._terminate(trial, RunStatus.FAILED)
 
     def _terminate(self, trial: Trial, status: int) -> None:
-        state = self._runs.get(trial.trial_id)
-        if state is not None:
-            self.client.set_terminated(state.run_id, status=RunStatus.to_string(status))
+        for lane in _lanes(trial):
+            state = self._runs.get(_run_key(trial, lane))
+            if state is not None:
+                self.client.set_terminated(state.run_id, status=RunStatus.to_string(status))
 
-    def _find_run(self, trial_id: str) -> _RunState | None:
-        """The run a previous start of this trial logged to, with its last logged step."""
+    def _find_run(self, trial_id: str, lane: int | None) -> _RunState | None:
+        """The run a previous start of this trial logged to for seed lane `lane` (None: the
+        one-seed trial's run, found by trial id alone), with its last logged step."""
+        selection = f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_SWEEP}` = '{self.sweep_name}'"
+        if lane is not None:
+            selection += f" and tags.`{TAG_SEED_LANE}` = '{lane}'"
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=(
-                f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_SWEEP}` = '{self.sweep_name}'"
-            ),
+            filter_string=selection,
             order_by=["attributes.start_time ASC"],
             max_results=1,
         )
@@ -252,17 +338,24 @@ class MLflowTracker(Callback):
         # Tags the engine set are known, so they are not rewritten on the first result.
         return _RunState(run.info.run_id, last_step, dict(run.data.tags))
 
-    def _create_run(self, trial: Trial) -> _RunState:
+    def _create_run(self, trial: Trial, lane: int | None) -> _RunState:
+        """A new run for the trial's seed lane `lane` (None: a one-seed trial's run), whose
+        seed, in its name and `seed` param, is the config's `seed` + `lane`."""
         config = trial.config
+        values = self._params(config)
+        tags = {**self.tags, TAG_SWEEP: self.sweep_name, TAG_TRIAL_ID: trial.trial_id}
+        seed = config.get("seed")
+        if lane is not None:
+            tags[TAG_SEED_LANE] = str(lane)
+            if seed is not None:
+                seed += lane
+                if "seed" in values:
+                    values["seed"] = seed
         name = trial.trial_id
         if "dataset_id" in config and "seed" in config:
-            name = f"{config['dataset_id']}-s{config['seed']}-{trial.trial_id}"
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={**self.tags, TAG_SWEEP: self.sweep_name, TAG_TRIAL_ID: trial.trial_id},
-        )
-        params = [Param(key, str(value)) for key, value in self._params(config).items()]
+            name = f"{config['dataset_id']}-s{seed}-{trial.trial_id}"
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        params = [Param(key, str(value)) for key, value in values.items()]
         self.client.log_batch(run.info.run_id, params=params)
         return _RunState(run.info.run_id)
 
