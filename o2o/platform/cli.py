@@ -186,7 +186,9 @@ def _print_sweep(result) -> int:  # noqa: ANN001 - SweepResult
     stopped = [t for t in result.trials if not t["error"] and not t["done"]]
     finished = len(result.trials) - len(failed) - len(stopped)
     tail = f"; {len(stopped)} stopped before their budget: `o2o sweep <spec> --resume` continues them" if stopped else ""
-    print(f"\nsweep {result.name}: {finished}/{len(result.trials)} trials finished{tail}")
+    # One line per seed: a trial of K seeds (`seeds_per_trial`) counts as its K seeds.
+    unit = "seeds" if any(t.get("lane") for t in result.trials) else "trials"
+    print(f"\nsweep {result.name}: {finished}/{len(result.trials)} {unit} finished{tail}")
     print(f"  Tune results:  {result.storage}")
     print(f"  MLflow:        {result.tracking_uri}  (experiment '{result.experiment}'; `mlflow ui --backend-store-uri {result.tracking_uri}`)")
     for t in result.trials:

@@ -36,6 +36,22 @@ progress (a MuJoCo env's full state, `O2OEnvRunner.collect_state`) and, under ba
 the row priorities and the density-ratio network. A restored trial continues with every
 transition it had collected, and takes the steps and updates the uninterrupted trial would.
 
+K seeds in one trial (`seeds_per_trial`: K > 1; `o2o.platform.seeds`). The learner builds the
+method's module once per seed (seed i's from the trial's seed + i, seed 0's as a one-seed trial
+builds it) and stacks them in place: every parameter and buffer gets a leading seed dimension,
+so one optimizer (element-wise Adam: K independent moment estimates), the Polyak updates, the
+weight sync and RLlib's checkpoints handle all K. A method's update computes its losses through
+`O2OLearner.seed_losses(losses, batch)`, which runs them once per seed under `vmap`, each seed on
+its own slices and its own minibatch, and sums them (seeds share no parameter, so each gets its
+own loss's gradient); its metrics come back per seed. The store holds the dataset once, with an
+online ring and a minibatch sampler per seed (`ReplayStore.lane`, the sampler seeded from the
+seed). The EnvRunner steps K environments, env i with seed i's policy (reset and random actions
+from seed i), and each seed is evaluated on its own evaluation seeds, as its one-seed trial would
+be. A result carries each seed's metrics (`o2o_seeds`, one MLflow run per seed) and their mean
+(`o2o`, for Tune's progress). A learner class says it can (`O2OLearner.seeds_batched`); a
+method that does not, a generator, balanced or prioritized replay, or a random subset of target
+critics is refused with its reason: each keeps state or draws that belong to one seed.
+
 How each registered method maps onto this engine (no special case lives in shared code):
 
 - IQL, AWAC, TD3+BC, CQL, SAC: a module (`RLModule`) and a learner whose `update_step` is the
@@ -197,7 +213,7 @@ class O2OConfig(AlgorithmConfig):
         self.seeds_per_trial: int = 1
         """Seeds this trial trains side by side: `seed`, `seed` + 1, …, each with its own
         networks, optimizer state, minibatches, environment and evaluation (the spec's
-        `seeds_per_trial`; see "K seeds in one trial" above)."""
+        `seeds_per_trial`; see "K seeds in one trial" in the module docstring)."""
         self.updates_per_iteration: int = 1000
         """Offline updates per `train()` call; one learner call runs them all."""
         self.env_steps_per_iteration: int = 1000
@@ -538,13 +554,6 @@ class O2OConfig(AlgorithmConfig):
             self._value_error(f"seeds_per_trial must be an integer >= 1, got {k!r}")
         if k == 1:
             return
-        learner = self.get_default_learner_class()
-        if not learner.__dict__.get("seeds_batched", False):
-            self._value_error(
-                f"seeds_per_trial {k}: {self.algorithm_label} trains one seed per trial; its update "
-                f"({learner.__name__}) does not run per seed yet (see O2OLearner.seeds_batched). "
-                "Set seeds_per_trial: 1"
-            )
         refusals = {
             "generator": self.generator is not None
             and "a generator trains one diffusion model on one seed's replay; run one seed per trial",
@@ -556,6 +565,13 @@ class O2OConfig(AlgorithmConfig):
         for name, reason in refusals.items():
             if reason:
                 self._value_error(f"seeds_per_trial {k} with {name}: {reason}")
+        learner = self.get_default_learner_class()
+        if not learner.__dict__.get("seeds_batched", False):
+            self._value_error(
+                f"seeds_per_trial {k}: {self.algorithm_label} trains one seed per trial; its update "
+                f"({learner.__name__}) does not run per seed yet (see O2OLearner.seeds_batched). "
+                "Set seeds_per_trial: 1"
+            )
 
     def _validate_generator(self, rules: list[str | None]) -> None:
         """Refuse generator settings that could not take effect, before any trial is built."""

@@ -42,11 +42,6 @@ def stack_seeds(module: nn.Module, copies: Sequence[nn.Module]) -> None:
                 sub._buffers[key] = torch.stack([value, *(o[name]._buffers[key] for o in others)])
 
 
-def seed_count(module: nn.Module) -> int:
-    """K of a module `stack_seeds` stacked: the leading size of its first parameter."""
-    return next(module.parameters()).shape[0]
-
-
 class _Bound(nn.Module):
     """`fn(module, *args)` as a module's forward, so `functional_call` can swap the module's
     tensors for one seed's slices around any function of it, not only its `forward`."""

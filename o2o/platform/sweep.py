@@ -47,7 +47,7 @@ class SweepResult:
     experiment: str
     trials: list[dict[str, Any]]
     """One entry per seed (a trial of `seeds_per_trial` K gives K, in seed order): trial_id,
-    dataset, seed, error, done (both the trial's), final_score (that seed's last
+    dataset, seed, lane (its place 0..K−1 in the trial), error, done (both the trial's), final_score (that seed's last
     eval/normalized_score) and run_id (that seed's MLflow run)."""
 
 
@@ -587,6 +587,7 @@ def _seed_summaries(
             "trial_id": trial_id,
             "dataset": config.get("dataset_id"),
             "seed": None if first is None else first + lane,
+            "lane": lane,
             "error": error,
             # False for a trial the driver stopped (Ctrl-C) before its budget: no error, not done.
             "done": bool(metrics.get("done")),

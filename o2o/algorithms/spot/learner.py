@@ -92,6 +92,8 @@ def spot_actor_loss(
 class SPOTLearner(TD3Learner):
     """The VAE's update in `vae_pretraining`; TD3's update with SPOT's actor loss after it."""
 
+    seeds_batched = True
+
     def parameter_groups(self, net: torch.nn.Module) -> list[dict[str, Any]]:
         """TD3's groups and the VAE's."""
         return [*super().parameter_groups(net), {"params": list(net.vae.parameters()), "name": "vae"}]
@@ -122,21 +124,26 @@ class SPOTLearner(TD3Learner):
             return self.vae_update(batch)
         return super().update_step(batch)
 
-    def vae_update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One step of the behaviour VAE on dataset pairs (`train_vae.py`): recon + β·KL."""
+    def vae_losses(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The behaviour VAE's loss on one seed's dataset pairs (`train_vae.py`): recon + β·KL."""
         obs, actions = batch["obs"], batch["actions"]
-        decoded, _, mean, std = self.net.vae(obs, actions)
+        decoded, _, mean, std = net.vae(obs, actions)
         reconstruction = reconstruction_error(decoded, actions)
         kl = gaussian_kl(mean, std)
         loss = negative_elbo(reconstruction, kl, self.hp.vae_beta).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {
+        return loss, {
             "vae_loss": loss.detach(),
             "reconstruction_loss": reconstruction.mean().detach(),
             "kl_loss": kl.mean().detach(),
         }
+
+    def vae_update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One step of the behaviour VAE."""
+        loss, metrics = self.seed_losses(self.vae_losses, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return metrics
 
     def neg_log_behavior(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """−log π̂_β(a|s) per pair by the frozen VAE: its parameters are read detached, so the
