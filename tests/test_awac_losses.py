@@ -96,7 +96,10 @@ def _learner(awac_lambda: float) -> SimpleNamespace:
         adam.step()
 
     optimizer = SimpleNamespace(zero_grad=adam.zero_grad, step=step)
-    return SimpleNamespace(net=net, hp=config, optimizer=optimizer, grads=grads, target_min=lambda q: q.min(0).values)
+    learner = SimpleNamespace(net=net, hp=config, optimizer=optimizer, grads=grads, target_min=lambda q: q.min(0).values)
+    learner.losses = lambda n, batch: AWACLearner.losses(learner, n, batch)
+    learner.seed_losses = lambda losses, batch: losses(net, batch)  # one seed, as `O2OLearner.seed_losses` runs it
+    return learner
 
 
 def _batch() -> dict[str, torch.Tensor]:

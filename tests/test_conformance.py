@@ -50,6 +50,14 @@ CONFORMANCE_TRAINING: dict[str, dict] = {
 }
 """Per-algorithm settings for these tiny budgets, each with the reason it is needed."""
 
+TWO_SEEDS_TRAINING: dict[str, dict] = {
+    # CQL's log-sum-exp over 3×10 sampled actions per state is most of its update, and two seeds
+    # double it (~25 s on a CI core); 3×2 actions run the same conservative code.
+    "cql": {"num_sampled_actions": 2},
+    "calql": {"num_sampled_actions": 2},
+}
+"""Settings of the two-seed case on top of `CONFORMANCE_TRAINING`, each with its reason."""
+
 
 def tiny(name: str, dataset: ResolvedDataset, **o2o: Any) -> O2OConfig:
     """Algorithm `name` with budgets small enough for CI: 3 offline iterations of 100 updates,
@@ -148,7 +156,7 @@ def test_two_seeds_in_one_trial_learn_apart_and_restore_together(name: str, hopp
     """`seeds_per_trial: 2` on every algorithm: it trains two seeds, each with its own networks,
     minibatches, environment and buffer, and a checkpoint brings both back; or the config
     refuses it, naming why, before anything is built."""
-    config = tiny(name, hopper_random, seeds_per_trial=2)
+    config = tiny(name, hopper_random, seeds_per_trial=2).training(**TWO_SEEDS_TRAINING.get(name, {}))
     if not config.get_default_learner_class().__dict__.get("seeds_batched", False):
         with pytest.raises(ValueError, match=r"seeds_per_trial 2(: .* trains one seed per trial; its update| with \w+: )"):
             config.validate()

@@ -29,17 +29,18 @@ from torch.func import functional_call, vmap
 
 def stack_seeds(module: nn.Module, copies: Sequence[nn.Module]) -> None:
     """Replace each parameter and buffer of `module` by the stack of its value in `module` and in
-    each of `copies` (same architecture): (K, …) with K = 1 + len(copies), seed 0 first.
-    Stacked parameters keep their `requires_grad` (frozen targets stay frozen)."""
+    each of `copies` (same architecture, any device): (K, …) with K = 1 + len(copies), seed 0
+    first, on `module`'s device. Stacked parameters keep their `requires_grad` (frozen targets
+    stay frozen)."""
     others = [dict(c.named_modules()) for c in copies]
     for name, sub in module.named_modules():
         for key, value in list(sub._parameters.items()):
             if value is not None:
-                stacked = torch.stack([value.data, *(o[name]._parameters[key].data for o in others)])
+                stacked = torch.stack([value.data, *(o[name]._parameters[key].data.to(value.device) for o in others)])
                 sub._parameters[key] = nn.Parameter(stacked, requires_grad=value.requires_grad)
         for key, value in list(sub._buffers.items()):
             if value is not None:
-                sub._buffers[key] = torch.stack([value, *(o[name]._buffers[key] for o in others)])
+                sub._buffers[key] = torch.stack([value, *(o[name]._buffers[key].to(value.device) for o in others)])
 
 
 class _Bound(nn.Module):
