@@ -44,6 +44,35 @@ TINY = """\
 """
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_a_two_seed_trial_gives_each_seed_its_own_mlflow_run_and_report_row(hopper_random, tmp_path, capsys) -> None:
+    """`seeds_per_trial: 2` end to end: one trial trains seeds 0 and 1, MLflow gets a run per
+    seed with that seed's own metrics, and the report counts two seeds, as for two trials."""
+    body = TINY.replace("seeds: [0, 1]", "seeds: [0, 1]\n    seeds_per_trial: 2")
+    spec = write_spec(tmp_path, body.format(storage=tmp_path / "runs"))
+    assert main(["sweep", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "2/2 seeds finished" in out
+    assert len(list((tmp_path / "runs" / "tiny").glob("*/result.json"))) == 1, "one trial"
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    runs = sorted(runs, key=lambda r: r.data.params["seed"])
+    assert [(r.data.params["seed"], r.data.tags["o2o.seed_lane"]) for r in runs] == [("0", "0"), ("1", "1")]
+    assert runs[0].data.tags["o2o.trial_id"] == runs[1].data.tags["o2o.trial_id"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval/normalized_score")]
+        assert steps == [200, 400], "each seed evaluated at each phase's end"
+    # Each seed's own numbers: its own evaluation episodes, its own losses.
+    assert runs[0].data.metrics["eval/seed_first"] != runs[1].data.metrics["eval/seed_first"]
+    assert runs[0].data.metrics["online/critic_loss"] != runs[1].data.metrics["online/critic_loss"]
+
+    assert main(["report", str(spec)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| iql | hopper-random"))
+    assert row.split("|")[3].strip() == "2", row
+
+
 def test_datasets_make_list_info(hopper_random, capsys) -> None:
     assert main(["datasets", "list"]) == 0
     assert "o2o/hopper/random-v0" in capsys.readouterr().out
