@@ -253,6 +253,14 @@ CATALOGUE = [
         "sampling_rule 'mixed' is not one of ('offline', 'union', 'ratio', 'online', 'prioritized', 'balanced')"),
     Bad("spec-prioritized-without-a-source", lambda w: w.sweep(hyperparameters="{sampling_rule: prioritized}"),
         "sampling_rule prioritized draws rows by priorities the method sets, and iql sets none"),
+    Bad("spec-seeds-per-trial-unbatched-method", lambda w: w.sweep(algorithm="pex", seeds="2", seeds_per_trial="2"),
+        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2: pex trains one seed per trial: "
+        "its module's one expanded-policy flag steers every forward"),
+    Bad("spec-seeds-per-trial-with-balanced-replay", lambda w: w.sweep(seeds="2", seeds_per_trial="2", hyperparameters="{sampling_rule: balanced}"),
+        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2 with sampling_rule: balanced and prioritized "
+        "replay keep one priority per row, for one seed's ring"),
+    Bad("spec-seeds-per-trial-not-dividing-the-seeds", lambda w: w.sweep(seeds="3", seeds_per_trial="2"),
+        "seeds_per_trial: 2 needs the seed count to be a multiple of 2 (got 3 seeds)"),
     Bad("spec-sweep-exists", _existing_sweep,
         "spec x: a sweep already exists at {runs}/x; resume it with --resume, or change `name` or `storage`"),
     Bad("spec-resume-nothing", lambda w: w.sweep("--resume"),

@@ -143,7 +143,7 @@ def test_lanes_share_the_dataset_and_keep_their_own_rings_samplers_and_checkpoin
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (lambda: config_class("famo2o_iql")(), "seeds_per_trial 2: famo2o.* trains one seed per trial; its update"),
+        (lambda: config_class("famo2o_iql")(), "seeds_per_trial 2: famo2o.* trains one seed per trial: its balance model takes an optimizer step"),
         (lambda: CQLConfig().o2o(sampling_rule="balanced"), "seeds_per_trial 2 with sampling_rule: balanced and prioritized"),
         (lambda: IQLConfig().o2o(num_critics=4, target_critic_subset=2), "seeds_per_trial 2 with target_critic_subset"),
         (lambda: IQLConfig().o2o(generator="edis", online_env_steps=20_000), "seeds_per_trial 2 with generator"),

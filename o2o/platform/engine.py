@@ -568,9 +568,8 @@ class O2OConfig(AlgorithmConfig):
         learner = self.get_default_learner_class()
         if not learner.__dict__.get("seeds_batched", False):
             self._value_error(
-                f"seeds_per_trial {k}: {self.algorithm_label} trains one seed per trial; its update "
-                f"({learner.__name__}) does not run per seed yet (see O2OLearner.seeds_batched). "
-                "Set seeds_per_trial: 1"
+                f"seeds_per_trial {k}: {self.algorithm_label} trains one seed per trial: "
+                f"{learner.seeds_refused_because} ({learner.__name__}). Set seeds_per_trial: 1"
             )
 
     def _validate_generator(self, rules: list[str | None]) -> None:
@@ -679,6 +678,10 @@ class O2OLearner(TorchLearner):
     A method implements `update_step(batch)`: its losses, in the paper's order, and the
     optimizer and target updates. `self.hp` is the config with the current phase's overrides.
     """
+
+    seeds_refused_because: ClassVar[str] = "its update does not run per seed yet"
+    """Why a trial of this learner trains one seed (while `seeds_batched` is not set): the
+    reason `seeds_per_trial` > 1 is refused with."""
 
     seeds_batched: ClassVar[bool] = False
     """Whether a trial may train several seeds of this learner at once (`seeds_per_trial`): its

@@ -41,6 +41,11 @@ def actor_bc_weight(sampling: Sampling, bc_weight: float) -> float:
 class APLLearner(TD3BCLearner):
     """TD3's update whose batch and actor loss follow APL's per-update buffer choice."""
 
+    seeds_refused_because = (
+        "it picks the replay rule of each update at random, one pick for the whole update, which "
+        "K seeds would share"
+    )
+
     def build(self) -> None:
         super().build()
         self._flags = (torch.zeros((), device=self._device), torch.ones((), device=self._device))

@@ -47,6 +47,11 @@ class FamO2OLearner(O2OLearner):
     """Mixin over a base's learner. A base composes it by defining `universal_action` and
     `balance_value` (and its actor loss's use of `self.beta`)."""
 
+    seeds_refused_because = (
+        "its balance model takes an optimizer step of its own beside the base's, and the β it chooses "
+        "online is recorded as histograms, which only a one-seed run keeps"
+    )
+
     def build(self) -> None:
         super().build()
         self.beta: torch.Tensor | None = None
