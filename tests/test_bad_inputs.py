@@ -253,9 +253,9 @@ CATALOGUE = [
         "sampling_rule 'mixed' is not one of ('offline', 'union', 'ratio', 'online', 'prioritized', 'balanced')"),
     Bad("spec-prioritized-without-a-source", lambda w: w.sweep(hyperparameters="{sampling_rule: prioritized}"),
         "sampling_rule prioritized draws rows by priorities the method sets, and iql sets none"),
-    Bad("spec-seeds-per-trial-unbatched-method", lambda w: w.sweep(algorithm="pex", seeds="2", seeds_per_trial="2"),
-        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2: pex trains one seed per trial: "
-        "its module's one expanded-policy flag steers every forward"),
+    Bad("spec-seeds-per-trial-unbatched-method", lambda w: w.sweep(algorithm="apl", seeds="2", seeds_per_trial="2"),
+        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2: apl trains one seed per trial: "
+        "it picks the replay rule of each update at random"),
     Bad("spec-seeds-per-trial-with-balanced-replay", lambda w: w.sweep(seeds="2", seeds_per_trial="2", hyperparameters="{sampling_rule: balanced}"),
         "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2 with sampling_rule: balanced and prioritized "
         "replay keep one priority per row, for one seed's ring"),

@@ -27,11 +27,16 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 
+SHARED = "seed_shared_buffers"
+"""A module class attribute naming buffers of its own that hold one value for the whole trial (a
+phase flag), which `stack_seeds` leaves unstacked and every seed reads as it is."""
+
+
 def stack_seeds(module: nn.Module, copies: Sequence[nn.Module]) -> None:
     """Replace each parameter and buffer of `module` by the stack of its value in `module` and in
     each of `copies` (same architecture, any device): (K, …) with K = 1 + len(copies), seed 0
-    first, on `module`'s device. Stacked parameters keep their `requires_grad` (frozen targets
-    stay frozen)."""
+    first, on `module`'s device; a submodule's `seed_shared_buffers` stay as they are. Stacked
+    parameters keep their `requires_grad` (frozen targets stay frozen)."""
     others = [dict(c.named_modules()) for c in copies]
     for name, sub in module.named_modules():
         for key, value in list(sub._parameters.items()):
@@ -39,8 +44,34 @@ def stack_seeds(module: nn.Module, copies: Sequence[nn.Module]) -> None:
                 stacked = torch.stack([value.data, *(o[name]._parameters[key].data.to(value.device) for o in others)])
                 sub._parameters[key] = nn.Parameter(stacked, requires_grad=value.requires_grad)
         for key, value in list(sub._buffers.items()):
-            if value is not None:
+            if value is not None and key not in getattr(sub, SHARED, ()):
                 sub._buffers[key] = torch.stack([value, *(o[name]._buffers[key].to(value.device) for o in others)])
+
+
+def _shared_names(module: nn.Module) -> set[str]:
+    """The dotted names of `module`'s seed-shared buffers."""
+    return {
+        f"{name}.{key}" if name else key
+        for name, sub in module.named_modules()
+        for key in getattr(sub, SHARED, ())
+    }
+
+
+@torch.no_grad()
+def reinitialize_linear_(module: nn.Module) -> None:
+    """Give every `nn.Linear` in `module` a fresh default initialization in place (its tensors,
+    and so an optimizer's and the weight sync's references to them, stay); stacked over seeds,
+    each seed's slice as its own `nn.Linear` would draw it."""
+    for layer in module.modules():
+        if not isinstance(layer, nn.Linear):
+            continue
+        if layer.weight.dim() == 2:
+            layer.reset_parameters()
+            continue
+        for i in range(layer.weight.shape[0]):
+            fresh = nn.Linear(layer.in_features, layer.out_features, device=layer.weight.device)
+            layer.weight[i].copy_(fresh.weight)
+            layer.bias[i].copy_(fresh.bias)
 
 
 class _Bound(nn.Module):
@@ -55,20 +86,19 @@ class _Bound(nn.Module):
         return fn(self.module, *args)
 
 
-def _state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {f"module.{k}": v for k, v in (*module.named_parameters(), *module.named_buffers())}
-
-
 def per_seed(module: nn.Module, fn: Callable[..., Any], *args: Any) -> Any:
     """`fn(module, *args)` once per seed of a stacked `module`, batched: seed i's call sees its
-    tensors' slices [i] and the slices [i] of every tensor in `args` (each (K, …), nested dicts
-    and tuples included). Returns what `fn` returns, each tensor with a leading K."""
+    tensors' slices [i] (its seed-shared buffers whole) and the slices [i] of every tensor in
+    `args` (each (K, …), nested dicts and tuples included). Returns what `fn` returns, each
+    tensor with a leading K."""
     bound = _Bound(module)
+    shared = _shared_names(module)
+    stacked = {f"module.{k}": v for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared}
 
     def one(state: dict[str, torch.Tensor], *lane_args: Any) -> Any:
-        return functional_call(bound, state, (fn, lane_args))
+        return functional_call(bound, state, (fn, lane_args), strict=False)
 
-    return vmap(one, randomness="different")(_state(module), *args)
+    return vmap(one, randomness="different")(stacked, *args)
 
 
 class SeedView(nn.Module):
@@ -82,7 +112,8 @@ class SeedView(nn.Module):
 
     def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         module = self.stacked[0]
-        state = {k: v[self.index] for k, v in (*module.named_parameters(), *module.named_buffers())}
+        shared = _shared_names(module)
+        state = {k: v[self.index] for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared}
         with torch.no_grad():
             return functional_call(module, state, (batch,), kwargs)
 

@@ -26,7 +26,7 @@ from o2o.platform.engine import Phase
 class PEXLearner(IQLLearner):
     """IQL's update; online, the policy set is expanded and π_new learns from the composed policy."""
 
-    seeds_refused_because = "its module's one expanded-policy flag steers every forward, and a batched forward cannot branch on it"
+    seeds_batched = True
 
     def on_phase_start(self, phase: Phase) -> None:
         """Online: expand the policy set (`PEXModule.expand_policy`) and forget every Adam moment

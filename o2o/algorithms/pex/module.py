@@ -15,10 +15,10 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
 
 from o2o.algorithms.iql.module import IQLModule
 from o2o.platform.networks import QEnsemble
+from o2o.platform.seeds import reinitialize_linear_
 
 
 def selection_probabilities(q: torch.Tensor, inverse_temperature: float) -> torch.Tensor:
@@ -36,6 +36,9 @@ def epsilon_greedy(sampled: torch.Tensor, greedy: torch.Tensor, epsilon: float) 
 
 class PEXModule(IQLModule):
     """IQL's module with the policy set {frozen offline actor, new actor} composed by Q."""
+
+    seed_shared_buffers = ("expanded",)
+    """Every seed of a K-seed trial expands its policy set at the same phase start."""
 
     def setup(self) -> None:
         super().setup()
@@ -64,9 +67,7 @@ class PEXModule(IQLModule):
         actor restarts as a fresh policy (a new GaussianActor's initialisation, in place, so the
         optimizer and the EnvRunner weight pairs keep their tensors)."""
         self.offline_actor.load_state_dict(self.actor.state_dict())
-        for layer in self.actor.modules():
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
+        reinitialize_linear_(self.actor)
         self.actor.log_std.zero_()
         self.expanded.fill_(True)
 
