@@ -53,15 +53,19 @@ class O2OEnvRunner(SingleAgentEnvRunner):
 
     @property
     def num_seeds(self) -> int:
+        """The seeds the trial trains side by side: one environment each."""
         return self.config.seeds_per_trial
 
     def make_module(self) -> None:
+        """RLlib's inference module, stacked over the seeds in a K-seed trial."""
         super().make_module()
         if self.num_seeds > 1 and self.module is not None:
             # The learner's weights arrive by sync; the copies only give the stack its shape.
             stack_seeds(self.module, [copy.deepcopy(self.module) for _ in range(self.num_seeds - 1)])
 
     def _collect_setup(self) -> None:
+        for lane in getattr(self, "_lanes", [])[1:]:  # set up again (a restore): our own envs go
+            lane.env.close()
         first: gym.Env = self.env.unwrapped.envs[0]
         self._act_low, self._act_high = action_bounds(first.action_space)
         envs = [first, *(gym.make(first.spec) for _ in range(self.num_seeds - 1))]

@@ -47,8 +47,8 @@ class SweepResult:
     experiment: str
     trials: list[dict[str, Any]]
     """One entry per seed (a trial of `seeds_per_trial` K gives K, in seed order): trial_id,
-    dataset, seed, lane (its place 0..K−1 in the trial), error, done (both the trial's), final_score (that seed's last
-    eval/normalized_score) and run_id (that seed's MLflow run)."""
+    dataset, seed, lane (its place 0..K−1 in the trial), error, done (both the trial's),
+    final_score (that seed's last eval/normalized_score) and run_id (that seed's MLflow run)."""
 
 
 def load(spec_path: str | Path, storage: str | None = None, tracking_uri: str | None = None) -> Spec:
