@@ -72,11 +72,12 @@ class O2OEnvRunner(SingleAgentEnvRunner):
         seeds = [None if self.config.seed is None else self.config.seed + i for i in range(len(envs))]
         self._lanes = [_Lane(env, env.reset(seed=seed)[0], np.random.default_rng(seed)) for env, seed in zip(envs, seeds)]
 
-    def _actions(self, obs: np.ndarray) -> np.ndarray:
-        """The exploring policy's actions for one state per seed (K, obs) → (K, act)."""
-        batch = torch.from_numpy(obs.astype(np.float32)[:, None])
-        if self.num_seeds == 1:
-            return self.module.forward_exploration({Columns.OBS: batch[0]})[Columns.ACTIONS].numpy()
+    def _actions(self) -> np.ndarray:
+        """The exploring policy's actions in each seed's current state: (K, act)."""
+        if len(self._lanes) == 1:
+            obs = torch.from_numpy(np.asarray(self._lanes[0].obs, np.float32)[None])
+            return self.module.forward_exploration({Columns.OBS: obs})[Columns.ACTIONS].numpy()
+        batch = torch.from_numpy(np.stack([lane.obs for lane in self._lanes]).astype(np.float32)[:, None])
         with torch.no_grad():
             actions = per_seed(self.module, lambda m, o: m.forward_exploration({Columns.OBS: o})[Columns.ACTIONS], batch)
         return actions[:, 0].numpy()
@@ -100,7 +101,7 @@ class O2OEnvRunner(SingleAgentEnvRunner):
             if random_actions:
                 actions = np.stack([lane.action_rng.uniform(-1.0, 1.0, act_dim).astype(np.float32) for lane in self._lanes])
             else:
-                actions = self._actions(np.stack([lane.obs for lane in self._lanes]))
+                actions = self._actions()
             for j, (lane, action) in enumerate(zip(self._lanes, actions)):
                 new_obs, reward, terminated, truncated, _ = lane.env.step(to_env(action, self._act_low, self._act_high))
                 out["obs"][j, i] = lane.obs
