@@ -3,9 +3,10 @@
 A trial with `seeds_per_trial: K` trains seeds s, s + 1, …, s + K − 1 side by side. Its module
 is the method's own, built once per seed and then stacked in place (`stack_seeds`): every
 parameter and buffer becomes one (K, …) tensor, so the optimizers, the Polyak updates and the
-checkpoints handle the K seeds as they handle one. The method's code is unchanged: its losses
-run once per seed under `torch.func.vmap` over `functional_call` (`per_seed`), each seed
-seeing its own (…)-shaped slice of every parameter and its own minibatch. The K losses are
+checkpoints handle the K seeds as they handle one. The method's losses are its own, written for
+one seed (`O2OLearner.seed_losses`): they run once per seed under `torch.func.vmap` over
+`functional_call` (`per_seed`), each seed seeing its own (…)-shaped slice of every parameter
+and its own minibatch. The K losses are
 summed before one backward: the seeds share no parameter, so each seed's gradient is its own
 loss's, and Adam (element-wise) keeps K independent moment estimates in its (K, …) state.
 
