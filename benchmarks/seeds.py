@@ -291,6 +291,21 @@ def _worker(name: str, side: str, k: int, device: str, graph: bool, updates: int
         results.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
+def run_together(worker: Callable[..., None], args: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """`worker(*a, barrier, results)` in a fresh process per `a` in `args`, started together: each
+    waits at the shared barrier after its warm-up and puts one dict on `results` (its figures, or
+    {"error": …} after aborting the barrier). The dicts, in the order they arrived."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(args)), ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(*a, barrier, results)) for a in args]
+    for p in procs:
+        p.start()
+    out = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return out
+
+
 def measure(name: str, side: str, k: int, device: torch.device, graph: bool, updates: int, rounds: int,
             rows: int = ROWS, threads: int = 1) -> dict[str, Any]:
     """One configuration in fresh processes: "batched" one process of K seeds, "separate" K
@@ -298,19 +313,11 @@ def measure(name: str, side: str, k: int, device: torch.device, graph: bool, upd
     CORL-style loop (`threads` torch threads each). Its per-seed rate (the mean over processes),
     summed peak and the device's use."""
     copies, seeds_each = (k, 1) if side == "separate" else (1, k)
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(copies), ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker, args=(name, "corl" if side == "corl" else "batched", seeds_each, str(device),
-                                          graph, updates, rounds, rows, 1 if side == "separate" else threads,
-                                          barrier, results))
+    out = run_together(_worker, [
+        (name, "corl" if side == "corl" else "batched", seeds_each, str(device), graph, updates, rounds, rows,
+         1 if side == "separate" else threads)
         for _ in range(copies)
-    ]
-    for p in procs:
-        p.start()
-    out = [results.get() for _ in procs]
-    for p in procs:
-        p.join()
+    ])
     errors = [o["error"] for o in out if "error" in o]
     if errors:
         return {"error": errors[0]}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import statistics
 import time
@@ -34,6 +33,8 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+
+from seeds import run_together
 
 ENV = "Hopper-v5"
 
@@ -100,18 +101,9 @@ def measure(algorithm: str, dataset: str, side: str, k: int, updates: int, steps
     """One configuration in fresh processes: its per-seed rates (the mean over its processes)
     and its processes' summed peak RSS."""
     copies, seeds_each = (k, 1) if side == "separate" else (1, k)
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(copies), ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker, args=(algorithm, dataset, seeds_each, i, updates, steps,
-                                          1 if side == "separate" else threads, barrier, results))
-        for i in range(copies)
-    ]
-    for p in procs:
-        p.start()
-    out = [results.get() for _ in procs]
-    for p in procs:
-        p.join()
+    out = run_together(_worker, [
+        (algorithm, dataset, seeds_each, i, updates, steps, 1 if side == "separate" else threads) for i in range(copies)
+    ])
     errors = [o["error"] for o in out if "error" in o]
     if errors:
         return {"error": errors[0]}

@@ -137,7 +137,7 @@ from o2o.platform.data import Transitions, normalized_score
 from o2o.platform.evaluation import EVAL_SEEDS_PER_TRIAL, evaluate_policy, evaluation_seeds
 from o2o.platform.replay import PrioritySource, SAMPLING_RULES, ReplayStore, Sampling, transition_columns
 from o2o.platform.rollout import O2OEnvRunner
-from o2o.platform.seeds import SeedView, per_seed, seeded, stack_seeds
+from o2o.platform.seeds import PerSeed, SeedView, seeded, stack_seeds
 
 
 REWARD_NORMALIZATIONS = ("none", "return_range")
@@ -719,6 +719,8 @@ class O2OLearner(TorchLearner):
         """Online iterations ended since the running retrain started (`generator_lands`)."""
         self.lanes: list[ReplayStore] = []
         """Each seed's store, seed 0's (`replay`) first: one dataset, a ring and a sampler each."""
+        self._per_seed: PerSeed | None = None
+        """The stacked module's per-seed call, made at the first update of a K-seed trial."""
 
     @property
     def num_seeds(self) -> int:
@@ -742,12 +744,14 @@ class O2OLearner(TorchLearner):
         self, losses: Any, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`losses(net, batch)` → (the loss to minimize, metrics as 0-d tensors), for every seed
-        of the trial: once on the module, or batched over K seeds (`o2o.platform.seeds.per_seed`),
+        of the trial: once on the module, or batched over K seeds (`o2o.platform.seeds.PerSeed`),
         the K losses summed (each seed's parameters get their own loss's gradient) and each
         metric (K,). A method whose update a K-seed trial runs computes its losses through this."""
         if self.num_seeds == 1:
             return losses(self.net, batch)
-        loss, metrics = per_seed(self.net, losses, batch)
+        if self._per_seed is None:
+            self._per_seed = PerSeed(self.net)
+        loss, metrics = self._per_seed(losses, batch)
         return loss.sum(), metrics
 
     @property

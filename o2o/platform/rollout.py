@@ -23,7 +23,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from o2o.platform.actions import action_bounds, to_env
-from o2o.platform.seeds import per_seed, stack_seeds
+from o2o.platform.seeds import PerSeed, stack_seeds
 
 
 @dataclass
@@ -62,6 +62,7 @@ class O2OEnvRunner(SingleAgentEnvRunner):
         if self.num_seeds > 1 and self.module is not None:
             # The learner's weights arrive by sync; the copies only give the stack its shape.
             stack_seeds(self.module, [copy.deepcopy(self.module) for _ in range(self.num_seeds - 1)])
+            self._per_seed = PerSeed(self.module)
 
     def _collect_setup(self) -> None:
         for lane in getattr(self, "_lanes", [])[1:]:  # set up again (a restore): our own envs go
@@ -79,7 +80,7 @@ class O2OEnvRunner(SingleAgentEnvRunner):
             return self.module.forward_exploration({Columns.OBS: obs})[Columns.ACTIONS].numpy()
         batch = torch.from_numpy(np.stack([lane.obs for lane in self._lanes]).astype(np.float32)[:, None])
         with torch.no_grad():
-            actions = per_seed(self.module, lambda m, o: m.forward_exploration({Columns.OBS: o})[Columns.ACTIONS], batch)
+            actions = self._per_seed(lambda m, o: m.forward_exploration({Columns.OBS: o})[Columns.ACTIONS], batch)
         return actions[:, 0].numpy()
 
     def collect(self, num_steps: int, random_actions: bool = False) -> Collected:

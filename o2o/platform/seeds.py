@@ -5,7 +5,7 @@ is the method's own, built once per seed and then stacked in place (`stack_seeds
 parameter and buffer becomes one (K, …) tensor, so the optimizers, the Polyak updates and the
 checkpoints handle the K seeds as they handle one. The method's losses are its own, written for
 one seed (`O2OLearner.seed_losses`): they run once per seed under `torch.func.vmap` over
-`functional_call` (`per_seed`), each seed seeing its own (…)-shaped slice of every parameter
+`functional_call` (`PerSeed`), each seed seeing its own (…)-shaped slice of every parameter
 and its own minibatch. The K losses are
 summed before one backward: the seeds share no parameter, so each seed's gradient is its own
 loss's, and Adam (element-wise) keeps K independent moment estimates in its (K, …) state.
@@ -87,19 +87,26 @@ class _Bound(nn.Module):
         return fn(self.module, *args)
 
 
-def per_seed(module: nn.Module, fn: Callable[..., Any], *args: Any) -> Any:
+class PerSeed:
     """`fn(module, *args)` once per seed of a stacked `module`, batched: seed i's call sees its
     tensors' slices [i] (its seed-shared buffers whole) and the slices [i] of every tensor in
-    `args` (each (K, …), nested dicts and tuples included). Returns what `fn` returns, each
-    tensor with a leading K."""
-    bound = _Bound(module)
-    shared = _shared_names(module)
-    stacked = {f"module.{k}": v for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared}
+    `args` (each (K, …), nested dicts and tuples included); what `fn` returns comes back with a
+    leading K on each tensor. The module's tensors are gathered once, here: they keep their
+    identity for the trial (optimizers, weight syncs and checkpoint loads write into them), so
+    an update or an env step pays only the batched call."""
 
-    def one(state: dict[str, torch.Tensor], *lane_args: Any) -> Any:
-        return functional_call(bound, state, (fn, lane_args), strict=False)
+    def __init__(self, module: nn.Module) -> None:
+        self.bound = _Bound(module)
+        shared = _shared_names(module)
+        self.state = {
+            f"module.{k}": v for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared
+        }
 
-    return vmap(one, randomness="different")(stacked, *args)
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+        def one(state: dict[str, torch.Tensor], *lane_args: Any) -> Any:
+            return functional_call(self.bound, state, (fn, lane_args), strict=False)
+
+        return vmap(one, randomness="different")(self.state, *args)
 
 
 class SeedView(nn.Module):
