@@ -256,9 +256,9 @@ CATALOGUE = [
     Bad("spec-seeds-per-trial-unbatched-method", lambda w: w.sweep(algorithm="apl", seeds="2", seeds_per_trial="2"),
         "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2: apl trains one seed per trial: "
         "it picks the replay rule of each update at random"),
-    Bad("spec-seeds-per-trial-with-balanced-replay", lambda w: w.sweep(seeds="2", seeds_per_trial="2", hyperparameters="{sampling_rule: balanced}"),
-        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2 with sampling_rule: balanced and prioritized "
-        "replay keep one priority per row, for one seed's ring"),
+    Bad("spec-seeds-per-trial-with-a-critic-subset", lambda w: w.sweep(seeds="2", seeds_per_trial="2", hyperparameters="{num_critics: 4, target_critic_subset: 2}"),
+        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2 with target_critic_subset: the random "
+        "subset of target critics is drawn once per update, for one seed"),
     Bad("spec-seeds-per-trial-not-dividing-the-seeds", lambda w: w.sweep(seeds="3", seeds_per_trial="2"),
         "seeds_per_trial: 2 needs the seed count to be a multiple of 2 (got 3 seeds)"),
     Bad("spec-sweep-exists", _existing_sweep,

@@ -136,7 +136,7 @@ def test_td3bc_online_under_balanced_replay_learns_the_density_ratio_and_restore
     try:
         offline = algo.train()["o2o"]
         assert "offline/density_ratio_loss" not in offline, "the offline phase samples the dataset uniformly"
-        assert learner(algo).balancer is None
+        assert learner(algo).balancers == []
         losses, shares = [], []
         for _ in range(3):
             metrics = algo.train()["o2o"]
@@ -149,7 +149,7 @@ def test_td3bc_online_under_balanced_replay_learns_the_density_ratio_and_restore
         assert shares[-1] > store.n_online / (store.n_offline + store.n_online), shares
         priorities = store.priorities.values(0, store.n_offline + store.n_online).clone()
         assert priorities[store.n_offline :].mean() > priorities[: store.n_offline].mean()
-        ratio_net = {k: v.clone() for k, v in learner(algo).balancer.net.state_dict().items()}
+        ratio_net = {k: v.clone() for k, v in learner(algo).balancers[0].net.state_dict().items()}
         algo.save_to_path(tmp_path / "ckpt")
     finally:
         algo.stop()
@@ -158,9 +158,9 @@ def test_td3bc_online_under_balanced_replay_learns_the_density_ratio_and_restore
     try:
         store = learner(restored).replay
         torch.testing.assert_close(store.priorities.values(0, store.n_offline + store.n_online), priorities)
-        for key, value in learner(restored).balancer.net.state_dict().items():
+        for key, value in learner(restored).balancers[0].net.state_dict().items():
             assert torch.equal(value, ratio_net[key]), f"restored density-ratio weight {key} differs"
-        assert learner(restored).balancer.optimizer.state, "the density-ratio Adam moments come back too"
+        assert learner(restored).balancers[0].optimizer.state, "the density-ratio Adam moments come back too"
         assert np.isfinite(restored.train()["o2o"]["online/density_ratio_loss"])
     finally:
         restored.stop()

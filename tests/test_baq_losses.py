@@ -216,7 +216,7 @@ def test_state_round_trips() -> None:
     assert (restored.divergence_priorities.mean, restored.divergence_priorities.std) == (
         learner.divergence_priorities.mean, learner.divergence_priorities.std,
     )
-    assert restored.row_priorities is restored.divergence_priorities, "new rows get priorities at once after a restore"
+    assert restored.row_priorities == [restored.divergence_priorities], "new rows get priorities at once after a restore"
 
 
 def test_defaults() -> None:

@@ -5,7 +5,8 @@ factory dataset: it builds from its config; offline updates change its weights a
 critic's TD error (the `critic_loss` metric every learner reports) down; the hand-off gives the
 EnvRunner the learner's weights; online steps fill the online buffer; a checkpoint restores the
 weights and the buffer exactly and the trial continues as the uninterrupted one does; the same seed reproduces the offline
-phase; a NaN loss stops the trial with a clear error; the EnvRunner's module acts through the
+phase; a NaN loss stops the trial with a clear error (these two on each method's learner built
+outside Ray, as the trial builds it, and once through a trial); the EnvRunner's module acts through the
 method's `act` and `explore` on the states the learner trained on; two seeds train side by side
 in one trial (`seeds_per_trial`) and restore together, or the method refuses them with its reason.
 """
@@ -22,9 +23,10 @@ from ray.rllib.core.columns import Columns
 
 from o2o.algorithms import REGISTRY, config_class
 from o2o.platform.data import ResolvedDataset
-from o2o.platform.engine import O2OAlgorithm, O2OConfig
+from o2o.platform.engine import O2OAlgorithm, O2OConfig, Phase
+from o2o.platform.replay import Sampling
 
-from helpers import on_dataset
+from helpers import learner_on_random_transitions, on_dataset
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -55,6 +57,7 @@ TWO_SEEDS_TRAINING: dict[str, dict] = {
     # double it (~25 s on a CI core); 3×2 actions run the same conservative code.
     "cql": {"num_sampled_actions": 2},
     "calql": {"num_sampled_actions": 2},
+    "famo2o_cql": {"num_sampled_actions": 2},
 }
 """Settings of the two-seed case on top of `CONFORMANCE_TRAINING`, each with its reason."""
 
@@ -174,9 +177,10 @@ def test_two_seeds_in_one_trial_learn_apart_and_restore_together(name: str, hopp
             assert td[-1][i] < td[0][i], f"seed {i}'s TD error should fall offline: {td}"
 
         train_until(algo, "online")
+        collected = algo.env_steps  # by a method's own phases before online (OPT's collection), per seed
         result = algo.train()
-        assert [r["counters/env_steps"] for r in result["o2o_seeds"]] == [50, 50]
-        assert [lane.n_online for lane in lanes(algo)] == [50, 50]
+        assert [r["counters/env_steps"] for r in result["o2o_seeds"]] == [collected + 50] * 2
+        assert [lane.n_online for lane in lanes(algo)] == [collected + 50] * 2
         rows = [lane.get_state()["online_rows"] for lane in lanes(algo)]
         assert not np.array_equal(rows[0], rows[1]), "each seed steps its own environment"
         saved_weights = weights(algo)
@@ -200,26 +204,49 @@ def test_two_seeds_in_one_trial_learn_apart_and_restore_together(name: str, hopp
         restored.stop()
 
 
+def offline_learner(name: str, **training: Any):  # noqa: ANN201 - the method's O2OLearner
+    """Method `name`'s learner as its trial builds it (seed 0), outside Ray, on random
+    transitions, in its offline phase."""
+    learner = learner_on_random_transitions(config_class(name)().training(**{**CONFORMANCE_TRAINING.get(name, {}), **training}))
+    learner.on_phase_start(Phase("offline", 300, "updates"))
+    return learner
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_same_seed_same_offline_result(name: str, hopper_random) -> None:
+def test_same_seed_same_offline_result(name: str) -> None:
     runs = []
     for _ in range(2):
-        algo = tiny(name, hopper_random, offline_updates=100, online_env_steps=0).build_algo()
+        learner = offline_learner(name)
+        learner.run_updates(100, Sampling("offline"))
+        runs.append({k: v.detach().clone() for k, v in learner.net.state_dict().items()})
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_nan_loss_stops_with_a_clear_error(name: str) -> None:
+    learner = offline_learner(name, lr=1e30)
+    with pytest.raises(FloatingPointError, match="non-finite .* in the offline phase before update"):
+        for _ in range(5):
+            learner.run_updates(100, Sampling("offline"))
+
+
+def test_a_trial_repeats_its_offline_phase_and_stops_at_a_nan_loss(hopper_random) -> None:
+    """The two above through a trial: RLlib's seeding of the trial's process, and the learner's
+    error reaching the caller of `train()`."""
+    runs = []
+    for _ in range(2):
+        algo = tiny("iql", hopper_random, offline_updates=100, online_env_steps=0).build_algo()
         try:
-            train_until(algo, "offline")
             algo.train()
             runs.append(weights(algo))
         finally:
             algo.stop()
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[1][key]), key
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_nan_loss_stops_with_a_clear_error(name: str, hopper_random) -> None:
-    algo = tiny(name, hopper_random).training(lr=1e30).build_algo()
+    algo = tiny("iql", hopper_random).training(lr=1e30).build_algo()
     try:
-        with pytest.raises(FloatingPointError, match="non-finite .* in the .* phase"):
+        with pytest.raises(FloatingPointError, match="non-finite .* in the offline phase"):
             for _ in range(5):
                 algo.train()
     finally:

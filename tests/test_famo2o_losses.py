@@ -95,17 +95,33 @@ def test_beta_is_uniform_offline_and_the_balance_models_online(name: str) -> Non
 
 
 @pytest.mark.parametrize("name", ["famo2o_iql", "famo2o_cql"])
-def test_balance_step_moves_the_balance_model_only(name: str) -> None:
+def test_balance_loss_reaches_the_balance_model_only(name: str) -> None:
+    """Its gradient moves π_b (and α_b where the variant has one), never the policy or critics
+    it reads, so it shares the base's backward."""
     learner = learner_on_random_transitions(config_class(name)())
     learner.on_phase_start(Phase("offline", 1, "updates"))
     net = learner.net
-    before = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    learner.beta = learner.draw_beta(torch.zeros(1, 11))
-    metrics = learner.balance_step(torch.as_tensor(random_transitions(64).obs))
-    moved = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
-    assert moved and all(k.startswith("balance.") or k == "log_balance_temperature" for k in moved), moved
-    assert ("log_balance_temperature" in moved) == (learner.hp.balance_target_entropy is not None)
+    loss, metrics = learner.balance_losses(torch.as_tensor(random_transitions(64).obs))
+    loss.backward()
+    reached = {k for k, p in net.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)}
+    assert reached and all(k.startswith("balance.") or k == "log_balance_temperature" for k in reached), reached
+    assert ("log_balance_temperature" in reached) == (learner.hp.balance_target_entropy is not None)
+    assert all(p.requires_grad for p in net.actor.parameters()), "the policy is frozen only inside the loss"
     assert np.isfinite(metrics["balance_loss"].item())
+
+
+@pytest.mark.parametrize("name", ["famo2o_iql", "famo2o_cql"])
+def test_an_update_steps_the_balance_model_and_the_base_on_their_own_losses(name: str) -> None:
+    """One update: both optimizers step, β is drawn for the minibatch and released after."""
+    learner = learner_on_random_transitions(config_class(name)())
+    learner.on_phase_start(Phase("offline", 1, "updates"))
+    net = learner.net
+    before = {k: v.detach().clone() for k, v in net.named_parameters()}
+    metrics = learner.update_step(learner.replay.gather(torch.arange(64)))
+    moved = {k.split(".")[0] for k, v in net.named_parameters() if not torch.equal(v, before[k])}
+    assert {"balance", "actor"} <= moved, moved
+    assert learner.beta is None, "β belongs to one update"
+    assert {"balance_loss", "actor_loss", "beta_mean"} <= set(metrics)
 
 
 def test_iql_variant_weighs_awr_by_each_transitions_beta() -> None:
@@ -119,7 +135,7 @@ def test_iql_variant_weighs_awr_by_each_transitions_beta() -> None:
         log_prob = net.actor.log_prob(learner.policy_obs(batch["obs"]), batch["actions"])
         expected = awr_loss(log_prob, advantage, learner.beta, 100.0)
         iql_default = awr_loss(log_prob, advantage, 3.0, 100.0)
-    reported = IQLLearner.update_step(learner, batch)["actor_loss"]  # IQL's update, this β in place
+    reported = IQLLearner.losses(learner, net, batch)[1]["actor_loss"]  # IQL's losses, this β in place
     assert reported.item() == pytest.approx(expected.item(), rel=1e-5)
     assert reported.item() != pytest.approx(iql_default.item(), rel=1e-3)
 

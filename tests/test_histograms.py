@@ -116,6 +116,29 @@ def test_a_malformed_histogram_is_refused_by_name(uri: str, tmp_path: Path) -> N
     assert client.get_metric_history(run_id, "eval/normalized_score") == [], "nor its metrics"
 
 
+def test_a_two_seed_trial_files_each_seeds_histograms_in_its_own_run(uri: str, tmp_path: Path) -> None:
+    """`seeds_per_trial: 2`: seed i's histograms (`o2o_histograms_seeds[i]`) go to seed i's run only."""
+    tracker = _tracker(uri, "tracking-k2")
+    trial = Trial(
+        "o2o", config={"dataset_id": "hopper-medium", "seed": 4, "seeds_per_trial": 2}, trial_id="t-k2", stub=True
+    )
+    tracker.on_trial_start(0, [trial], trial)
+    result = _result(10)
+    result["o2o_seeds"] = [result.pop("o2o"), {"eval/normalized_score": 2.0}]
+    result["o2o_histograms_seeds"] = [_beta([3, 0, 0, 0]), _beta([0, 0, 1, 5])]
+    tracker.on_trial_result(0, [trial], trial, result)
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("tracking-k2").experiment_id]
+    )
+    by_seed = {r.data.params["seed"]: r.info.run_id for r in runs}
+    assert sorted(by_seed) == ["4", "5"]
+    for seed, counts in (("4", [3, 0, 0, 0]), ("5", [0, 0, 1, 5])):
+        files = _artifacts(uri, by_seed[seed], tmp_path / seed)
+        assert files == {
+            "histograms/online.beta/0000000010.json": {"name": BETA, "step": 10, "edges": EDGES, "counts": counts}
+        }, f"seed {seed}'s run holds its own histogram only"
+
+
 # Three steps of β: low early, split in the middle, high late. Step 20 has 45 times the states of
 # step 10, so only a heatmap normalised per step shows steps 10 and 30 at full colour.
 SHIFT = {10: [8, 0, 0, 0], 20: [0, 120, 240, 0], 30: [0, 0, 0, 2]}

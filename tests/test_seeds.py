@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from o2o.algorithms import config_class
-from o2o.algorithms.cql.config import CQLConfig
 from o2o.algorithms.iql.config import IQLConfig
 from o2o.algorithms.td3bc.config import TD3BCConfig
 from o2o.platform.engine import O2OConfig, O2OLearner
@@ -140,15 +139,49 @@ def test_lanes_share_the_dataset_and_keep_their_own_rings_samplers_and_checkpoin
     assert torch.equal(restored_second.sample_indices(16, union), second.sample_indices(16, union))
 
 
+def test_each_lane_keeps_its_own_priorities_over_the_dataset_and_its_ring() -> None:
+    """Balanced replay in a K-seed trial: a lane's sum tree covers the dataset and its own ring,
+    its draws land in its own ring, and the priorities it sets reach its tree only."""
+    columns = transition_columns(2, 1)
+    n = 10
+    offline = {
+        "obs": np.zeros((n, 2), np.float32),
+        "actions": np.zeros((n, 1), np.float32),
+        "rewards": np.zeros(n, np.float32),
+        "new_obs": np.zeros((n, 2), np.float32),
+        "terminateds": np.zeros(n, np.float32),
+    }
+    first = ReplayStore(columns, offline, 4, torch.device("cpu"), seed=7, lanes=2)
+    second = first.lane(1, seed=8)
+    first.track_priorities()
+    second.track_priorities()
+    assert second.priorities is not first.priorities
+    rows = {k: v[:3] for k, v in offline.items()}
+    first.add_online({**rows, "rewards": np.full(3, 1.0, np.float32)})
+    second.add_online({**rows, "rewards": np.full(3, 2.0, np.float32)}, priorities=torch.full((3,), 1e6))
+    prioritized = Sampling("prioritized")
+    drawn = second.sample_indices(512, prioritized)
+    assert set(second.gather(drawn)["rewards"].tolist()) == {2.0}, "lane 1's mass is on its own new rows"
+    assert bool(((drawn >= n + 4) & (drawn < n + 7)).all()), "rows of lane 1's ring in the shared table"
+    assert 0.0 in set(first.gather(first.sample_indices(512, prioritized))["rewards"].tolist()), "lane 0's are 1 each"
+
+    second.set_priorities(torch.tensor([2, n + 4 + 1]), torch.tensor([5.0, 7.0]))  # a dataset row, its 2nd online row
+    np.testing.assert_array_equal(second.priorities.values(0, n + 3).numpy(), [1, 1, 5, *[1] * 7, 1e6, 7.0, 1e6])
+    np.testing.assert_array_equal(first.priorities.values(0, n + 3).numpy(), np.ones(n + 3))
+    restored = ReplayStore(columns, offline, 4, torch.device("cpu"), seed=7, lanes=2).lane(1, seed=8)
+    restored.set_state(second.get_state())
+    np.testing.assert_array_equal(restored.priorities.values(0, n + 3).numpy(), second.priorities.values(0, n + 3).numpy())
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (lambda: config_class("famo2o_iql")(), "seeds_per_trial 2: famo2o.* trains one seed per trial: its balance model takes an optimizer step"),
-        (lambda: CQLConfig().o2o(sampling_rule="balanced"), "seeds_per_trial 2 with sampling_rule: balanced and prioritized"),
+        (lambda: config_class("apl")(), "seeds_per_trial 2: apl trains one seed per trial: it picks the replay rule of each update"),
+        (lambda: config_class("baq_td3bc")(), "seeds_per_trial 2: baq_td3bc trains one seed per trial: its running mean"),
         (lambda: IQLConfig().o2o(num_critics=4, target_critic_subset=2), "seeds_per_trial 2 with target_critic_subset"),
         (lambda: IQLConfig().o2o(generator="edis", online_env_steps=20_000), "seeds_per_trial 2 with generator"),
     ],
-    ids=["unbatched-method", "balanced-replay", "critic-subset", "generator"],
+    ids=["unbatched-method", "unbatched-priorities", "critic-subset", "generator"],
 )
 def test_what_cannot_run_per_seed_is_refused_with_its_reason(config, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -315,7 +315,12 @@ SEEDS_5_6 = [{"eval/normalized_score": 1.0}, {"eval/normalized_score": 2.0}]
         (
             "histograms",
             {"o2o_seeds": SEEDS_5_6, "o2o_histograms": {"online/beta": {"edges": [0.0, 1.0], "counts": [3]}}},
-            r"^trial t-histograms trains 2 seeds \(seeds_per_trial\) but its result has 'o2o_histograms' \(online/beta\)",
+            r"^trial t-histograms trains 2 seeds \(seeds_per_trial\) but its result has 'o2o_histograms' \(online/beta\), one set",
+        ),
+        (
+            "short-histograms",
+            {"o2o_seeds": SEEDS_5_6, "o2o_histograms_seeds": [{"online/beta": {"edges": [0.0, 1.0], "counts": [3]}}]},
+            r"^trial t-short-histograms trains 2 seeds \(seeds_per_trial\) but its result's 'o2o_histograms_seeds' holds 1",
         ),
         ("mean-only", {}, r"^trial t-mean-only trains 2 seeds \(seeds_per_trial\) but its result has no 'o2o_seeds', only 'o2o'"),
         ("short", {"o2o_seeds": SEEDS_5_6[:1]}, r"^trial t-short trains 2 seeds \(seeds_per_trial\) but its result's 'o2o_seeds' holds 1"),

@@ -48,9 +48,10 @@ online ring and a minibatch sampler per seed (`ReplayStore.lane`, the sampler se
 seed). The EnvRunner steps K environments, env i with seed i's policy (reset and random actions
 from seed i), and each seed is evaluated on its own evaluation seeds, as its one-seed trial would
 be. A result carries each seed's metrics (`o2o_seeds`, one MLflow run per seed) and their mean
-(`o2o`, for Tune's progress). A learner class says it can (`O2OLearner.seeds_batched`); a
-method that does not, a generator, balanced or prioritized replay, or a random subset of target
-critics is refused with its reason: each keeps state or draws that belong to one seed.
+(`o2o`, for Tune's progress). Under balanced replay each seed's lane keeps its own priorities
+and density-ratio network. A learner class says it can (`O2OLearner.seeds_batched`); a method
+that does not, a generator, or a random subset of target critics is refused with its reason:
+each keeps state or draws that belong to one seed.
 
 How each registered method maps onto this engine (no special case lives in shared code):
 
@@ -64,8 +65,8 @@ How each registered method maps onto this engine (no special case lives in share
   and λ cools on the learner's env-step clock (`O2OLearner.phase_env_steps`).
 - Balanced replay: the `balanced` sampling rule, usable by any learner. The store keeps a
   priority per row in a sum tree and draws ∝ priority; the learner owns a
-  `o2o.platform.balanced.BalancedReplay` (density-ratio network w(s, a) and its Adam, created at
-  the first balanced update, checkpointed with the learner), which after every balanced update
+  `o2o.platform.balanced.BalancedReplay` per seed (density-ratio network w(s, a) and its Adam,
+  created at the first balanced update, checkpointed with the learner), which after every balanced update
   takes one step on an offline and an online minibatch and rewrites the drawn rows' priorities
   w^(1/T); new online rows get theirs in `add_online`. Fields: `balanced_temperature`,
   `density_ratio_lr`, `density_ratio_batch_size`. The density ratio is one `PrioritySource`
@@ -115,7 +116,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -504,7 +505,7 @@ class O2OConfig(AlgorithmConfig):
                 "sampling_rule balanced"
             )
         self._validate_generator(rules)
-        self._validate_seeds(rules)
+        self._validate_seeds()
         for field in ("hidden_sizes", "critic_hidden_sizes"):
             widths = getattr(self, field)
             if field == "critic_hidden_sizes" and widths is None:
@@ -547,7 +548,7 @@ class O2OConfig(AlgorithmConfig):
                     "set it in hyperparameters for the whole trial"
                 )
 
-    def _validate_seeds(self, rules: list[str | None]) -> None:
+    def _validate_seeds(self) -> None:
         """Refuse a K-seed trial its method or settings cannot run per seed, with the reason."""
         k = self.seeds_per_trial
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -557,8 +558,6 @@ class O2OConfig(AlgorithmConfig):
         refusals = {
             "generator": self.generator is not None
             and "a generator trains one diffusion model on one seed's replay; run one seed per trial",
-            "sampling_rule": any(r in ("balanced", "prioritized") for r in rules)
-            and "balanced and prioritized replay keep one priority per row, for one seed's ring",
             "target_critic_subset": self.target_critic_subset is not None
             and "the random subset of target critics is drawn once per update, for one seed",
         }
@@ -705,11 +704,12 @@ class O2OLearner(TorchLearner):
         self.replay: ReplayStore | None = None
         self.sampling = Sampling("offline")
         """The rule the current update's minibatch was drawn by (set by `run_updates`)."""
-        self.balancer: BalancedReplay | None = None
-        """The `balanced` rule's density-ratio network, from the first balanced update on."""
-        self.row_priorities: PrioritySource | None = None
-        """The source that gives new online rows their priorities: the last one a prioritized
-        rule drew by (None while the store keeps no priorities)."""
+        self.balancers: list[BalancedReplay] = []
+        """The `balanced` rule's density-ratio network of each seed's lane, from the first
+        balanced update on."""
+        self.row_priorities: list[PrioritySource] = []
+        """Per seed's lane, the source that gives its new online rows their priorities: the last
+        one a prioritized rule drew by (none while the store keeps no priorities)."""
         self.obs_mean: np.ndarray | None = None
         self.obs_std: np.ndarray | None = None
         self.reward_scale = 1.0
@@ -749,10 +749,16 @@ class O2OLearner(TorchLearner):
         metric (K,). A method whose update a K-seed trial runs computes its losses through this."""
         if self.num_seeds == 1:
             return losses(self.net, batch)
+        loss, metrics = self.per_seed(losses, batch)
+        return loss.sum(), metrics
+
+    def per_seed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(net, *args)` for every seed of a K-seed trial, batched: seed i's networks and the
+        slices [i] of `args` (each (K, …)), what `fn` returns with a leading K
+        (`o2o.platform.seeds.PerSeed`)."""
         if self._per_seed is None:
             self._per_seed = PerSeed(self.net)
-        loss, metrics = self._per_seed(losses, batch)
-        return loss.sum(), metrics
+        return self._per_seed(fn, *args)
 
     @property
     def net(self) -> torch.nn.Module:
@@ -860,22 +866,18 @@ class O2OLearner(TorchLearner):
         for optimizer in self._named_optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = rates[group["name"]]
-        if self.balancer is not None:
-            self.balancer.configure(
-                self.hp.density_ratio_lr, self.hp.density_ratio_batch_size, self.hp.balanced_temperature
-            )
+        for balancer in self.balancers:
+            balancer.configure(self.hp.density_ratio_lr, self.hp.density_ratio_batch_size, self.hp.balanced_temperature)
 
     def add_online(self, data: Mapping[str, np.ndarray]) -> None:
         """Append the EnvRunner's rows to the store (methods with extra columns fill them here)."""
         assert self.replay is not None
         if self.needs_returns_to_go and "mc_returns" not in data:
             data = {**data, "mc_returns": np.full(np.shape(data["rewards"]), -np.inf, np.float32)}
-        if self.num_seeds > 1:  # (K, n, …): seed i's rows into lane i
-            for i, lane in enumerate(self.lanes):
-                lane.add_online(self.transform({k: v[i] for k, v in data.items()}))
-            return
-        rows = self.transform(data)
-        self.replay.add_online(rows, None if self.row_priorities is None else self.row_priorities.priorities_for(rows))
+        per_lane = [data] if self.num_seeds == 1 else [{k: v[i] for k, v in data.items()} for i in range(self.num_seeds)]
+        for i, (lane, lane_data) in enumerate(zip(self.lanes, per_lane)):  # K > 1: (K, n, …), seed i's rows to lane i
+            rows = self.transform(lane_data)
+            lane.add_online(rows, self.row_priorities[i].priorities_for(rows) if self.row_priorities else None)
 
     @property
     def env_steps(self) -> int:
@@ -979,21 +981,42 @@ class O2OLearner(TorchLearner):
         (APL). `run_updates` keeps the answer in `self.sampling` for `update_step` to read."""
         return sampling
 
-    def _balancer(self) -> BalancedReplay:
-        """The `balanced` rule's density-ratio network, created on first use."""
-        if self.balancer is None:
-            assert self.replay is not None
+    def _balancer(self, lane: int) -> BalancedReplay:
+        """Lane `lane`'s density-ratio network under the `balanced` rule; every lane's is
+        created at the first use."""
+        if not self.balancers:
             hp = self.hp
-            self.balancer = BalancedReplay(
-                self.replay, hp.hidden_sizes, hp.density_ratio_lr, hp.density_ratio_batch_size, hp.balanced_temperature
-            )
-        return self.balancer
+            self.balancers = [
+                BalancedReplay(store, hp.hidden_sizes, hp.density_ratio_lr, hp.density_ratio_batch_size, hp.balanced_temperature)
+                for store in self.lanes
+            ]
+        return self.balancers[lane]
 
-    def priority_source(self, rule: str) -> PrioritySource | None:
-        """The source of the store's priorities under `rule`: balanced replay's density-ratio
-        network (created on first use) under `balanced`, none under the uniform rules. A method
-        whose config sets `has_priority_source` returns its own under `prioritized` (BAQ)."""
-        return self._balancer() if rule == "balanced" else None
+    def priority_source(self, rule: str, lane: int) -> PrioritySource | None:
+        """The source of the priorities of seed `lane`'s store under `rule`: balanced replay's
+        density-ratio network (created on first use) under `balanced`, none under the uniform
+        rules. A method whose config sets `has_priority_source` returns its own under
+        `prioritized` (BAQ)."""
+        return self._balancer(lane) if rule == "balanced" else None
+
+    def minibatch_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
+        """Rows of one minibatch by `sampling`: (B,), or (K, B) in a K-seed trial, each seed's
+        from its own lane."""
+        if self.num_seeds == 1:
+            return self.replay.sample_indices(batch_size, sampling)
+        return torch.stack([lane.sample_indices(batch_size, sampling) for lane in self.lanes])
+
+    def _update_priorities(
+        self, sources: list[PrioritySource], indices: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Each lane's priority source after an update on its rows; metrics (K,) for K seeds."""
+        if self.num_seeds == 1:
+            return sources[0].update(self.replay, indices, batch)
+        per_lane = [
+            source.update(lane, indices[i], {k: v[i] for k, v in batch.items()})
+            for i, (source, lane) in enumerate(zip(sources, self.lanes))
+        ]
+        return {k: torch.stack([m[k] for m in per_lane]) for k in per_lane[0]}
 
     def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float | np.ndarray]:
         """K gradient updates, each on a minibatch drawn by `update_sampling(sampling)`; under a
@@ -1010,17 +1033,14 @@ class O2OLearner(TorchLearner):
                 if sampling.generated_fraction and not self.sampling.generated_fraction:
                     # A method that picks its rule per update (APL) keeps the generated share.
                     self.sampling = replace(self.sampling, generated_fraction=sampling.generated_fraction)
-                source = self.priority_source(self.sampling.rule)
-                if source is not None:
-                    self.row_priorities = source
-                if self.num_seeds == 1:
-                    indices = self.replay.sample_indices(batch_size, self.sampling)
-                else:  # (K, B): each seed's minibatch from its own lane
-                    indices = torch.stack([lane.sample_indices(batch_size, self.sampling) for lane in self.lanes])
+                sources = [self.priority_source(self.sampling.rule, i) for i in range(self.num_seeds)]
+                if sources[0] is not None:
+                    self.row_priorities = sources
+                indices = self.minibatch_indices(batch_size, self.sampling)
                 batch = self.replay.gather(indices)
                 metrics = self.update_step(batch)
-                if source is not None:
-                    metrics = {**metrics, **source.update(self.replay, indices, batch)}
+                if sources[0] is not None:
+                    metrics = {**metrics, **self._update_priorities(sources, indices, batch)}
                 for key, value in metrics.items():
                     totals[key] = totals[key] + value if key in totals else value.detach().clone()
                     counts[key] = counts.get(key, 0) + 1
@@ -1074,13 +1094,15 @@ class O2OLearner(TorchLearner):
         """Values a method recorded since the last call, by name, each with the range a histogram
         of them spans (FamO2O: the balance coefficient chosen in each online state). The engine
         asks after every iteration and reports each one's mean and spread, and its histogram
-        where the iteration was evaluated. None here."""
+        where the iteration was evaluated; in a K-seed trial each seed's values are a row of a
+        (K, n) array. None here."""
         return {}
 
-    def drain_summaries(self) -> dict[str, float]:
+    def drain_summaries(self) -> dict[str, float | np.ndarray]:
         """Scalars a method computed over what it recorded since the last call, by metric name
-        (FamO2O: how the β chosen in the online states correlates with their value); the engine
-        asks after every iteration and reports them as they are. None here."""
+        (FamO2O: how the β chosen in the online states correlates with their value), (K,) in a
+        K-seed trial (NaN where a seed has none); the engine asks after every iteration and
+        reports them as they are. None here."""
         return {}
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict, fwd_out: dict) -> Any:
@@ -1097,7 +1119,7 @@ class O2OLearner(TorchLearner):
                 "phase_updates": self.phase_updates,
                 "phase_start_env_steps": self.phase_start_env_steps,
                 "torch_rng": torch.get_rng_state().numpy(),
-                "balanced": None if self.balancer is None else self.balancer.get_state(),
+                "balanced": [balancer.get_state() for balancer in self.balancers] or None,
                 "generator": None if self.generator is None else self.generator.get_state(),
                 "retrain_iterations": self.retrain_iterations,
             }
@@ -1115,9 +1137,11 @@ class O2OLearner(TorchLearner):
                 lane.set_state(lane_state)
         if own["phase"] is not None:
             self._apply_phase(Phase(**own["phase"]))
-        if own.get("balanced") is not None:
-            self._balancer().set_state(own["balanced"])
-            self.row_priorities = self.balancer
+        balanced = own.get("balanced")
+        if balanced is not None:  # one state per lane (one, not in a list, before K-seed trials)
+            for lane, lane_state in enumerate([balanced] if isinstance(balanced, Mapping) else balanced):
+                self._balancer(lane).set_state(lane_state)
+            self.row_priorities = list(self.balancers)
         if own.get("generator") is not None:
             assert self.generator is not None, "the checkpoint's trial ran a generator; this config runs none"
             self.generator.set_state(own["generator"])
@@ -1425,8 +1449,11 @@ class O2OAlgorithm(Algorithm):
             # The seeds' mean, for Tune's progress; MLflow takes each seed's own (`o2o_seeds`).
             result["o2o"] = {k: float(np.nanmean(v)) if isinstance(v, np.ndarray) else v for k, v in self._metrics.items()}
         result["o2o_step"] = self.updates + self.env_steps
-        if histograms:
-            result["o2o_histograms"] = histograms
+        if any(histograms):
+            if self.config.seeds_per_trial == 1:
+                result["o2o_histograms"] = histograms[0]
+            else:
+                result["o2o_histograms_seeds"] = histograms
         result["o2o_tags"] = {
             "dataset_id": str(self.config.dataset_id),
             "dataset_hash": str(self.config.dataset_hash),
@@ -1483,21 +1510,25 @@ class O2OAlgorithm(Algorithm):
             "seeds": lanes,
         }
 
-    def _record_distributions(self, with_histograms: bool) -> dict[str, dict[str, list]]:
+    def _record_distributions(self, with_histograms: bool) -> list[dict[str, dict[str, list]]]:
         """The learner's recorded distributions (`O2OLearner.drain_distributions`): each one's
         mean and standard deviation as metrics, and on an evaluated iteration its histogram
         (`DISTRIBUTION_BINS` bins over its range), which the tracking callback files as an
-        artifact of the run."""
-        histograms = {}
+        artifact of the run. One histogram dict per seed; in a K-seed trial a distribution's
+        values are (K, n), seed i's in row i, and its metrics (K,)."""
+        k = self.config.seeds_per_trial
+        histograms: list[dict[str, dict[str, list]]] = [{} for _ in range(k)]
         self._metrics.update(self._learner("drain_summaries"))
         for name, (values, (low, high)) in self._learner("drain_distributions").items():
-            if len(values) == 0:
+            rows = np.reshape(values, (k, -1))
+            if rows.shape[1] == 0:
                 continue
-            self._metrics[f"{name}_mean"] = float(np.mean(values))
-            self._metrics[f"{name}_std"] = float(np.std(values))
+            for stat, value in (("mean", rows.mean(1)), ("std", rows.std(1))):
+                self._metrics[f"{name}_{stat}"] = value if k > 1 else float(value[0])
             if with_histograms:
-                counts, edges = np.histogram(np.clip(values, low, high), DISTRIBUTION_BINS, (low, high))
-                histograms[name] = {"edges": edges.tolist(), "counts": counts.tolist()}
+                for seed, row in zip(histograms, rows):
+                    counts, edges = np.histogram(np.clip(row, low, high), DISTRIBUTION_BINS, (low, high))
+                    seed[name] = {"edges": edges.tolist(), "counts": counts.tolist()}
         return histograms
 
     def _record_evaluation(self, evaluation: Mapping[str, Any]) -> None:

@@ -176,15 +176,18 @@ class DeterministicActor(nn.Module):
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
     """`module` with its parameters read as constants: gradients flow through it to its inputs
     but not into its weights, so a loss that reads one network to train another (FamO2O's
-    balance model through the policy) shares a backward pass with nothing it should not touch."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
+    balance model through the policy) shares a backward pass with nothing it should not touch.
+    Each parameter is swapped for its detached value while inside (not switched off by
+    `requires_grad`), so this also holds for one seed's slices of a stacked module under `vmap`
+    (`o2o.platform.seeds`), which are not leaves."""
+    held = [(sub, name, p) for sub in module.modules() for name, p in sub._parameters.items() if p is not None]
+    for sub, name, p in held:
+        sub._parameters[name] = p.detach()
     try:
         yield module
     finally:
-        for p in params:
-            p.requires_grad_(True)
+        for sub, name, p in held:
+            sub._parameters[name] = p
 
 
 @torch.no_grad()

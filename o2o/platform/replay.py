@@ -163,7 +163,8 @@ class ReplayStore:
 
     A trial of K seeds holds the dataset once: its store is built with `lanes=K` and each
     seed's rows are a `lane(i)`, a store over the same table with a ring of its own (lane i's at
-    [n_offline + i·capacity, n_offline + (i + 1)·capacity)) and a sampler of its own."""
+    [n_offline + i·capacity, n_offline + (i + 1)·capacity)), a sampler of its own and, under a
+    prioritized rule, priorities of its own over the dataset's rows and its ring."""
 
     def __init__(
         self,
@@ -242,8 +243,8 @@ class ReplayStore:
             self.total_added += len(rows) - self.capacity
             rows = rows[-self.capacity :]
             priorities = None if priorities is None else priorities[-self.capacity :]
-        slots = (self.total_added + torch.arange(len(rows), device=self.device)) % self.capacity + self.n_offline + self.lane_shift
-        self.table[slots] = rows
+        slots = (self.total_added + torch.arange(len(rows), device=self.device)) % self.capacity + self.n_offline
+        self.table[slots + self.lane_shift] = rows
         if self.priorities is not None:
             self.priorities.set(slots, torch.ones(len(rows), device=self.device) if priorities is None else priorities)
         self.total_added += len(rows)
@@ -281,6 +282,8 @@ class ReplayStore:
         """New positive priorities for rows `indices` (row numbers as `sample_indices` returns)."""
         if self.priorities is None:
             raise RuntimeError("this store keeps no priorities; call track_priorities() first")
+        if self.lane_shift:  # the tree numbers a lane's rows as `_by_rule` draws them
+            indices = torch.where(indices >= self.n_offline, indices - self.lane_shift, indices)
         self.priorities.set(indices, values)
 
     def sample_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:

@@ -26,9 +26,13 @@ seed as it sees a one-seed trial's: run i carries the tag ``o2o.seed_lane`` = "i
   has in a one-seed trial), each logged to run i at ``o2o_step``; ``o2o`` is then their mean,
   for Tune's progress output, and is not logged;
 
+- ``result["o2o_histograms_seeds"]``: where the method records histograms, K dicts, dict i seed
+  ``seed`` + i's ``o2o_histograms``, each logged to run i;
+
 and share ``o2o_step``, ``o2o_tags`` (set on every run) and ``done``. Such a result may not carry
-``o2o_histograms`` (the methods that record them train one seed per trial); one that does, or
-whose ``o2o_seeds`` is missing or of another length, is refused before anything is logged.
+``o2o_histograms`` (one set of histograms for all its seeds); one that does, or whose
+``o2o_seeds`` or ``o2o_histograms_seeds`` is missing or of another length, is refused before
+anything is logged.
 
 A trial that Tune restarts after a failure, or that a resumed sweep picks up with a new driver,
 continues the same MLflow runs (found by the ``o2o.trial_id`` tag, and ``o2o.seed_lane`` where
@@ -220,36 +224,38 @@ class MLflowTracker(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
         """Log the result's ``o2o`` metrics and ``o2o_histograms`` at ``o2o_step`` (K > 1 seeds:
-        ``o2o_seeds[i]`` to seed i's run), skipping steps a run has logged; a malformed
-        histogram, or a K > 1 result off the contract, is refused before anything is logged."""
-        histograms = result.get("o2o_histograms") or {}
-        per_run = self._metrics_per_run(trial, result, histograms)
-        if not any(per_run) and not histograms:
+        ``o2o_seeds[i]`` and ``o2o_histograms_seeds[i]`` to seed i's run), skipping steps a run
+        has logged; a malformed histogram, or a K > 1 result off the contract, is refused before
+        anything is logged."""
+        per_run = self._per_run(trial, result)
+        if not any(metrics or histograms for metrics, histograms in per_run):
             return
         if "o2o_step" not in result:
             raise ValueError(f"trial {trial.trial_id}: result has 'o2o' data but no 'o2o_step'")
         step = int(result["o2o_step"])
         tags = {k: str(v) for k, v in result.get("o2o_tags", {}).items()}
-        for lane, metrics in zip(_lanes(trial), per_run, strict=True):
+        for lane, (metrics, histograms) in zip(_lanes(trial), per_run, strict=True):
             self._log(trial, self._runs[_run_key(trial, lane)], step, metrics, histograms, tags)
 
     @staticmethod
-    def _metrics_per_run(
-        trial: Trial, result: Mapping[str, Any], histograms: Mapping[str, Any]
-    ) -> list[Mapping[str, Any] | None]:
-        """The metrics each of the trial's runs logs from `result`, in seed order: ``o2o`` for
-        a one-seed trial, ``o2o_seeds`` for K > 1, whose results must carry one dict per seed
-        and no histograms (ValueError naming the trial otherwise)."""
+    def _per_run(trial: Trial, result: Mapping[str, Any]) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any]]]:
+        """The metrics and histograms each of the trial's runs logs from `result`, in seed order:
+        ``o2o`` and ``o2o_histograms`` for a one-seed trial, ``o2o_seeds`` and
+        ``o2o_histograms_seeds`` for K > 1, whose results must carry one dict of each per seed
+        and no ``o2o_histograms`` (ValueError naming the trial otherwise)."""
         runs = _seeds_per_trial(trial.config)
         if runs == 1:
-            return [result.get("o2o")]
+            return [(result.get("o2o"), result.get("o2o_histograms") or {})]
         where = f"trial {trial.trial_id} trains {runs} seeds (seeds_per_trial)"
-        if histograms:
+        shared = result.get("o2o_histograms")
+        if shared:
             raise ValueError(
-                f"{where} but its result has 'o2o_histograms' ({', '.join(sorted(histograms))}), "
-                "which only a one-seed trial's run holds; run a method that records histograms "
-                "with seeds_per_trial: 1"
+                f"{where} but its result has 'o2o_histograms' ({', '.join(sorted(shared))}), one set "
+                "for all its seeds; a K-seed result gives each seed its own ('o2o_histograms_seeds')"
             )
+        histograms = result.get("o2o_histograms_seeds") or [{}] * runs
+        if len(histograms) != runs:
+            raise ValueError(f"{where} but its result's 'o2o_histograms_seeds' holds {len(histograms)} seeds' histograms")
         per_seed = result.get("o2o_seeds")
         if per_seed is None:
             if result.get("o2o"):
@@ -257,10 +263,10 @@ class MLflowTracker(Callback):
                     f"{where} but its result has no 'o2o_seeds', only 'o2o' (their mean, which is "
                     "no seed's own metrics)"
                 )
-            return [None] * runs
+            per_seed = [None] * runs
         if len(per_seed) != runs:
             raise ValueError(f"{where} but its result's 'o2o_seeds' holds {len(per_seed)} seeds' metrics")
-        return list(per_seed)
+        return list(zip(per_seed, histograms))
 
     def _log(
         self,

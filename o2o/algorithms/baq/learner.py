@@ -136,6 +136,11 @@ class BAQLearner(O2OLearner):
     update; in fine-tuning, the base's update with uncertainty-weighted backups and the adaptive
     behaviour-consistency term, and replay ∝ behaviour divergence."""
 
+    seeds_refused_because = (
+        "its running mean ū, its count of confident transitions and its replay priorities under π_β "
+        "are kept for one seed, and π_β takes an optimizer step of its own"
+    )
+
     def build(self) -> None:
         super().build()
         self.uncertainty_ref: torch.Tensor | None = None
@@ -236,10 +241,10 @@ class BAQLearner(O2OLearner):
             "confidence_decay": torch.tensor(self.current_decay()),
         }
 
-    def priority_source(self, rule: str) -> PrioritySource | None:
+    def priority_source(self, rule: str, lane: int) -> PrioritySource | None:
         """Under `prioritized`: behaviour divergence, built at its first use."""
         if rule != "prioritized":
-            return super().priority_source(rule)
+            return super().priority_source(rule, lane)
         if self.divergence_priorities is None:
             assert self.replay is not None
             self.divergence_priorities = DivergencePriorities.fitted(self.net.behaviour, self.replay)
@@ -303,4 +308,4 @@ class BAQLearner(O2OLearner):
         self.confident = own["confident"]
         if own["priority_statistics"] is not None:  # the store's priorities came back with the replay
             self.divergence_priorities = DivergencePriorities(self.net.behaviour, *own["priority_statistics"])
-            self.row_priorities = self.divergence_priorities
+            self.row_priorities = [self.divergence_priorities]

@@ -36,6 +36,8 @@ class FamO2OCQLModule(FamO2OModule, CQLModule):
 class FamO2OCQLLearner(FamO2OLearner, CQLLearner):
     """CQL's update with β weighing Q in the actor loss, after π_b's step."""
 
+    seeds_batched = True
+
     def actor_objective(self, logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         return universal_actor_loss(logp, q_pi, alpha, self.beta)
 

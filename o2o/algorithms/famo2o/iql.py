@@ -30,6 +30,8 @@ class FamO2OIQLModule(FamO2OModule, IQLModule):
 class FamO2OIQLLearner(FamO2OLearner, IQLLearner):
     """IQL's update with β as the AWR temperature of each transition, after π_b's step."""
 
+    seeds_batched = True
+
     def awr_temperature(self) -> torch.Tensor:
         return self.beta
 

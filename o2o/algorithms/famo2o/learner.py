@@ -14,11 +14,17 @@ Each update, in the released code's order:
    base's variant has one (IQL), α_b's step toward the target entropy.
 3. The base's own update, its policy reading [s, enc β] (`policy_obs`) and its actor loss
    weighted by β (each base's hook, in `iql.py` and `cql.py`).
+
+Steps 2 and 3 touch disjoint parameters and read each other's networks as constants (β enters
+the base's losses drawn, π_u and Q enter the balance loss frozen), so their losses share one
+backward on the networks of before the update, and each optimizer steps on its own gradient:
+the released code's two steps in a row, computed once per seed in a K-seed trial
+(`O2OLearner.seed_losses`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,17 +53,14 @@ class FamO2OLearner(O2OLearner):
     """Mixin over a base's learner. A base composes it by defining `universal_action` and
     `balance_value` (and its actor loss's use of `self.beta`)."""
 
-    seeds_refused_because = (
-        "its balance model takes an optimizer step of its own beside the base's, and the β it chooses "
-        "online is recorded as histograms, which only a one-seed run keeps"
-    )
-
     def build(self) -> None:
         super().build()
         self.beta: torch.Tensor | None = None
-        """The balance coefficient of each transition of the current update (B,)."""
+        """The balance coefficient of each transition of the current update (B,), while its
+        losses are computed."""
         self.visited_betas: list[np.ndarray] = []
-        """β the policy acted with in each online state collected since the last drain."""
+        """β the policy acted with in each online state collected since the last drain ((n,),
+        or (K, n) in a K-seed trial)."""
         self.visited_values: list[np.ndarray] = []
         """The critics' value of each of those states under the action the policy took there."""
 
@@ -94,8 +97,8 @@ class FamO2OLearner(O2OLearner):
         u = torch.rand(obs.shape[0], device=obs.device)
         return net.balance.low + u * (net.balance.high - net.balance.low)
 
-    def balance_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Step 2: one Adam step of π_b (and of α_b where the variant has one)."""
+    def balance_losses(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Step 2's loss: π_b's (and α_b's where the variant has one), and metrics."""
         net, hp = self.net, self.hp
         beta, log_prob = net.balance.sample(obs)
         with frozen(net.actor):
@@ -111,36 +114,55 @@ class FamO2OLearner(O2OLearner):
                 net.log_balance_temperature, entropy, hp.balance_target_entropy
             )
             metrics.update(balance_temperature=temperature.detach(), balance_entropy=entropy)
-        self.balance_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.balance_optimizer.step()
-        return {"balance_loss": loss.detach(), **metrics}
+        return loss, {"balance_loss": loss.detach(), **metrics}
+
+    def seed_losses(self, losses: Callable[..., Any], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The base's `losses` with steps 1 and 2 before them, per seed: β drawn for the
+        minibatch, the balance loss, the base's losses reading β; their sum."""
+
+        def famo2o_losses(net: torch.nn.Module, seed_batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            obs = seed_batch["obs"]
+            with torch.no_grad():
+                self.beta = self.draw_beta(obs)
+            try:
+                balance, metrics = self.balance_losses(obs)
+                base, base_metrics = losses(net, seed_batch)
+                return balance + base, {**metrics, **base_metrics, "beta_mean": self.beta.mean()}
+            finally:
+                self.beta = None
+
+        return super().seed_losses(famo2o_losses, batch)
 
     def update_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        obs = batch["obs"]
-        with torch.no_grad():
-            self.beta = self.draw_beta(obs)
-        metrics = self.balance_step(obs)
-        metrics.update(super().update_step(batch))
-        metrics["beta_mean"] = self.beta.mean()
+        """The base's update, whose backward also reaches π_b and α_b through `seed_losses`;
+        then their Adam step."""
+        self.balance_optimizer.zero_grad(set_to_none=True)
+        metrics = super().update_step(batch)
+        self.balance_optimizer.step()
         return metrics
 
+    def visited(self, net: torch.nn.Module, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For raw online states (n, obs): the β the policy acts with there (π_b's mode) and the
+        balance model's Q of the action it takes, each (n,)."""
+        obs = net.obs_normalizer(obs)
+        return net.balance.mode(obs), self.balance_value(obs, net.act(obs))
+
     def add_online(self, data: Mapping[str, np.ndarray]) -> None:
-        """Also record the β the policy acted with in each new state: π_b's mode there, with the
-        weights the EnvRunner acted on (it is given the learner's after every update call)."""
+        """Also record the β the policy acted with in each new state, with the weights the
+        EnvRunner acted on (it is given the learner's after every update call); per seed, on
+        its own states, in a K-seed trial."""
         super().add_online(data)
-        net = self.net
+        obs = torch.as_tensor(np.asarray(data["obs"], np.float32), device=self._device)
         with torch.no_grad():
-            obs = net.obs_normalizer(torch.as_tensor(np.asarray(data["obs"], np.float32), device=self._device))
-            beta = net.balance.mode(obs)
-            self.visited_betas.append(beta.cpu().numpy())
-            self.visited_values.append(self.balance_value(obs, net.act(obs)).cpu().numpy())
+            beta, value = self.visited(self.net, obs) if self.num_seeds == 1 else self.per_seed(self.visited, obs)
+        self.visited_betas.append(beta.cpu().numpy())
+        self.visited_values.append(value.cpu().numpy())
 
     def drain_distributions(self) -> dict[str, tuple[np.ndarray, tuple[float, float]]]:
         """`online/beta`: the β chosen in every online state collected since the last call."""
         if not self.visited_betas:
             return {}
-        values, self.visited_betas = np.concatenate(self.visited_betas), []
+        values, self.visited_betas = np.concatenate(self.visited_betas, axis=-1), []
         return {"online/beta": (values, (self.net.balance.low, self.net.balance.high))}
 
     def drain_summaries(self) -> dict[str, float]:
@@ -151,8 +173,16 @@ class FamO2OLearner(O2OLearner):
         absent while β or the value is constant over the states."""
         if not self.visited_values:
             return {}
-        betas, values = np.concatenate(self.visited_betas), np.concatenate(self.visited_values)
+        betas, values = np.concatenate(self.visited_betas, axis=-1), np.concatenate(self.visited_values, axis=-1)
         self.visited_values = []
-        if len(betas) < 2 or np.std(betas) == 0.0 or np.std(values) == 0.0:
-            return {}
-        return {"online/beta_value_corr": float(np.corrcoef(betas, values)[0, 1])}
+        corr = [_correlation(b, v) for b, v in zip(np.atleast_2d(betas), np.atleast_2d(values))]
+        if self.num_seeds > 1:
+            return {"online/beta_value_corr": np.array(corr)}
+        return {} if np.isnan(corr[0]) else {"online/beta_value_corr": corr[0]}
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's correlation of x and y; NaN where either is constant or fewer than two."""
+    if len(x) < 2 or np.std(x) == 0.0 or np.std(y) == 0.0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])

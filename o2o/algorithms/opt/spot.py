@@ -21,6 +21,8 @@ class OPTSPOTModule(OPTModule, SPOTModule):
 class OPTSPOTLearner(OPTLearner, SPOTLearner):
     """SPOT's update, Q_on's around it."""
 
+    seeds_batched = True
+
 
 class OPTSPOTAlgorithm(OPTAlgorithm, SPOTAlgorithm):
     """SPOT's phases with OPT's two between offline and online."""

@@ -20,6 +20,8 @@ class OPTTD3BCModule(OPTModule, TD3Module):
 class OPTTD3BCLearner(OPTLearner, TD3BCLearner):
     """TD3+BC's update, Q_on's around it."""
 
+    seeds_batched = True
+
 
 class OPTTD3BCAlgorithm(OPTAlgorithm, TD3BCAlgorithm):
     """TD3+BC's phases with OPT's two between offline and online."""
