@@ -6,8 +6,10 @@ over the seeds, its losses run per seed by `vmap`) and the online EnvRunner (`O2
 K environments), on a real dataset and a real MuJoCo env, run as a trial's iterations run them:
 
 - offline: `run_updates(U)` on the dataset (`Sampling("offline")`);
-- online: per iteration step, `collect(1)` (one env step per seed), `add_online`, one update on
-  the `union` rule, the learner → EnvRunner weight copy (the engine's `_sync_weights`).
+- online: in the method's online phase (its overrides and sampling rule: OPT's Q_on beside the
+  base's critics on balanced replay, FamO2O's β from its balance model), per env step
+  `collect(1)` (one env step per seed), `add_online`, one update, the learner → EnvRunner weight
+  copy (the engine's `_sync_weights`).
 
 Configurations: "trial" is one process training K seeds; "separate" is K processes of one seed
 each, started together behind a barrier after warm-up, each holding its own copy of the dataset
@@ -60,12 +62,14 @@ def build(algorithm: str, dataset: str, k: int, seed: int = 0) -> tuple[Any, Any
 
 
 def online_steps(learner: Any, runner: Any, steps: int) -> None:
-    """`steps` online env steps per seed, each followed by one update and the weight copy."""
+    """`steps` online env steps per seed, each followed by one update on the phase's rule and
+    the weight copy."""
     from o2o.platform.replay import Sampling
 
+    sampling = Sampling(learner.hp.sampling_rule, learner.hp.offline_fraction)
     for _ in range(steps):
         learner.add_online(runner.collect(1).rows)
-        learner.run_updates(1, Sampling("union"))
+        learner.run_updates(1, sampling)
         with torch.no_grad():
             torch._foreach_copy_(*runner.weight_pairs)
 
@@ -73,17 +77,20 @@ def online_steps(learner: Any, runner: Any, steps: int) -> None:
 def _worker(algorithm: str, dataset: str, k: int, seed: int, updates: int, steps: int, threads: int,
             barrier: Any, results: Any) -> None:
     """One process: build, warm up, wait for its siblings, time offline then online, report."""
+    from o2o.platform.engine import Phase
     from o2o.platform.replay import Sampling
 
     try:
         torch.set_num_threads(threads)
         learner, runner = build(algorithm, dataset, k, seed)
+        learner.on_phase_start(Phase("offline", updates, "updates"))
         learner.run_updates(20, Sampling("offline"))
-        online_steps(learner, runner, 20)
         barrier.wait()
         start = time.perf_counter()
         learner.run_updates(updates, Sampling("offline"))
         offline_s = time.perf_counter() - start
+        learner.on_phase_start(Phase("online", steps, "env_steps"))
+        online_steps(learner, runner, 20)
         start = time.perf_counter()
         online_steps(learner, runner, steps)
         online_s = time.perf_counter() - start

@@ -241,7 +241,7 @@ def test_a_generator_on_a_base_retrains_feeds_updates_and_restores(name: str, ge
         uninterrupted = measured(algo.train())  # steps 100-150 on the generated rows, beside a second retrain
         assert learner.generator.retrains == 2
         if not burst:
-            assert learner.sampling.generated_fraction == pytest.approx(settings["generated_fraction"]), (
+            assert learner.samplings[0].generated_fraction == pytest.approx(settings["generated_fraction"]), (
                 "under mix every online update draws the generated share"
             )
         uninterrupted_rows = learner.replay.generated_rows().clone()

@@ -176,12 +176,15 @@ def test_each_lane_keeps_its_own_priorities_over_the_dataset_and_its_ring() -> N
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (lambda: config_class("apl")(), "seeds_per_trial 2: apl trains one seed per trial: it picks the replay rule of each update"),
+        (
+            lambda: config_class("apl")().o2o(sampling_rule="balanced"),
+            "seeds_per_trial 2 with sampling_rule balanced: each seed picks its buffer apart",
+        ),
         (lambda: config_class("baq_td3bc")(), "seeds_per_trial 2: baq_td3bc trains one seed per trial: its running mean"),
         (lambda: IQLConfig().o2o(num_critics=4, target_critic_subset=2), "seeds_per_trial 2 with target_critic_subset"),
         (lambda: IQLConfig().o2o(generator="edis", online_env_steps=20_000), "seeds_per_trial 2 with generator"),
     ],
-    ids=["unbatched-method", "unbatched-priorities", "critic-subset", "generator"],
+    ids=["apl-on-balanced-replay", "unbatched-method", "critic-subset", "generator"],
 )
 def test_what_cannot_run_per_seed_is_refused_with_its_reason(config, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -72,10 +72,11 @@ How each registered method maps onto this engine (no special case lives in share
   `density_ratio_lr`, `density_ratio_batch_size`. The density ratio is one `PrioritySource`
   (`O2OLearner.priority_source`); the `prioritized` rule draws the same way by a method's own
   source (BAQ's behaviour divergence).
-- APL: the learner hook `update_sampling(sampling)` chooses each update's rule — the phase's
-  rule (`union`: the dataset and every online row, TD3+BC's loss) or, with probability 0.5 once
-  more than 10k online rows are held, `Sampling("online", online_window=20_000)` (the newest
-  rows only, TD3's loss); `update_step` reads the choice in `self.sampling`.
+- APL: the learner hook `update_sampling(sampling, lane)` chooses each update's rule per seed —
+  the phase's rule (`union`: the dataset and every online row, TD3+BC's loss) or, with
+  probability 0.5 once more than 10k online rows are held, `Sampling("online",
+  online_window=20_000)` (the newest rows only, TD3's loss); `update_step` reads the choices in
+  `self.samplings`.
 - PEX, RLPD: an extra frozen policy in the module (PEX); `sampling_rule: ratio` with
   `offline_fraction: 0.5`, a high `utd_ratio` and SAC's `policy_update_per_env_step` (RLPD).
 - E2O: CQL's learner on an N-critic ensemble whose online phase (`phase_overrides`) switches to
@@ -116,7 +117,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -702,8 +703,9 @@ class O2OLearner(TorchLearner):
         self.phase_start_env_steps = 0
         """The env-step clock (`env_steps`) when the current phase began."""
         self.replay: ReplayStore | None = None
-        self.sampling = Sampling("offline")
-        """The rule the current update's minibatch was drawn by (set by `run_updates`)."""
+        self.samplings: list[Sampling] = [Sampling("offline")]
+        """The rule each seed's minibatch of the current update was drawn by (set by
+        `run_updates`)."""
         self.balancers: list[BalancedReplay] = []
         """The `balanced` rule's density-ratio network of each seed's lane, from the first
         balanced update on."""
@@ -975,10 +977,11 @@ class O2OLearner(TorchLearner):
         """Generated rows the store holds now (0 before the first retrain)."""
         return 0 if self.replay is None else self.replay.n_generated
 
-    def update_sampling(self, sampling: Sampling) -> Sampling:
-        """Hook: the rule this update's minibatch is drawn by, given the rule of the learner call
-        (the phase's). The identity here; a method that picks a buffer per update overrides it
-        (APL). `run_updates` keeps the answer in `self.sampling` for `update_step` to read."""
+    def update_sampling(self, sampling: Sampling, lane: int) -> Sampling:
+        """Hook: the rule seed `lane`'s minibatch of this update is drawn by (lane 0 in a one-seed
+        trial), given the rule of the learner call (the phase's). The identity here; a method
+        that picks a buffer per update overrides it (APL). `run_updates` keeps the answers in
+        `self.samplings` for `update_step` to read."""
         return sampling
 
     def _balancer(self, lane: int) -> BalancedReplay:
@@ -999,12 +1002,12 @@ class O2OLearner(TorchLearner):
         `prioritized` (BAQ)."""
         return self._balancer(lane) if rule == "balanced" else None
 
-    def minibatch_indices(self, batch_size: int, sampling: Sampling) -> torch.Tensor:
-        """Rows of one minibatch by `sampling`: (B,), or (K, B) in a K-seed trial, each seed's
-        from its own lane."""
+    def minibatch_indices(self, batch_size: int, samplings: Sequence[Sampling]) -> torch.Tensor:
+        """Rows of one minibatch, seed i's drawn by `samplings[i]` from its own lane: (B,), or
+        (K, B) in a K-seed trial."""
         if self.num_seeds == 1:
-            return self.replay.sample_indices(batch_size, sampling)
-        return torch.stack([lane.sample_indices(batch_size, sampling) for lane in self.lanes])
+            return self.replay.sample_indices(batch_size, samplings[0])
+        return torch.stack([lane.sample_indices(batch_size, s) for lane, s in zip(self.lanes, samplings, strict=True)])
 
     def _update_priorities(
         self, sources: list[PrioritySource], indices: torch.Tensor, batch: dict[str, torch.Tensor]
@@ -1019,7 +1022,7 @@ class O2OLearner(TorchLearner):
         return {k: torch.stack([m[k] for m in per_lane]) for k in per_lane[0]}
 
     def run_updates(self, num_updates: int, sampling: Sampling) -> dict[str, float | np.ndarray]:
-        """K gradient updates, each on a minibatch drawn by `update_sampling(sampling)`; under a
+        """K gradient updates, each on minibatches drawn by `update_sampling(sampling, lane)`; under a
         prioritized rule each is followed by its `priority_source`'s update (balanced replay: the
         density-ratio step and the drawn rows' new priorities). Each metric is averaged once, over
         the updates that reported it; in a K-seed trial, per seed: (K,) arrays."""
@@ -1029,14 +1032,14 @@ class O2OLearner(TorchLearner):
         counts: dict[str, int] = {}
         with torch.enable_grad():
             for _ in range(num_updates):
-                self.sampling = self.update_sampling(sampling)
-                if sampling.generated_fraction and not self.sampling.generated_fraction:
-                    # A method that picks its rule per update (APL) keeps the generated share.
-                    self.sampling = replace(self.sampling, generated_fraction=sampling.generated_fraction)
-                sources = [self.priority_source(self.sampling.rule, i) for i in range(self.num_seeds)]
+                self.samplings = [self.update_sampling(sampling, i) for i in range(self.num_seeds)]
+                if sampling.generated_fraction and not self.samplings[0].generated_fraction:
+                    # A method that picks its rule per update (APL) keeps the generated share (one seed).
+                    self.samplings = [replace(self.samplings[0], generated_fraction=sampling.generated_fraction)]
+                sources = [self.priority_source(s.rule, i) for i, s in enumerate(self.samplings)]
                 if sources[0] is not None:
                     self.row_priorities = sources
-                indices = self.minibatch_indices(batch_size, self.sampling)
+                indices = self.minibatch_indices(batch_size, self.samplings)
                 batch = self.replay.gather(indices)
                 metrics = self.update_step(batch)
                 if sources[0] is not None:

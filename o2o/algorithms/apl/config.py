@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from o2o.algorithms.td3bc.config import TD3BCConfig
+from o2o.platform.replay import PRIORITIZED_RULES
 
 
 class APLConfig(TD3BCConfig):
@@ -26,7 +27,8 @@ class APLConfig(TD3BCConfig):
     `min_online_rows` transitions, it is drawn with probability `online_update_probability`
     and the update is optimistic (TD3's actor loss −λ·Q, no behaviour cloning); otherwise the
     offline buffer is drawn and the update is pessimistic (TD3+BC). The offline phase is
-    TD3+BC. The choice is made per gradient update whatever `weight_sync_interval` is.
+    TD3+BC. The choice is made per gradient update whatever `weight_sync_interval` is, and per
+    seed in a trial of several (`seeds_per_trial`), each from its own coins and online buffer.
 
     Interleaving: the released loop collects `--explore_steps` 1000 env steps with a fixed
     policy, then trains `offline_training_steps` 10 000 updates (`config/exp.yaml`) — here
@@ -67,6 +69,12 @@ class APLConfig(TD3BCConfig):
                 self._value_error(f"online_update_probability must lie in [0, 1]{where}")
             if config.sampling_rule == "online":
                 self._value_error(f"APL's offline buffer holds the dataset; sampling_rule 'online'{where} has none")
+            if config.sampling_rule in PRIORITIZED_RULES and self.seeds_per_trial > 1:
+                self._value_error(
+                    f"seeds_per_trial {self.seeds_per_trial} with sampling_rule {config.sampling_rule}{where}: each "
+                    "seed picks its buffer apart, so one update would refresh some seeds' priorities and not "
+                    "the others'; set seeds_per_trial: 1"
+                )
             if not 0 <= config.min_online_rows < config.near_on_policy_size:
                 self._value_error(
                     f"need 0 <= min_online_rows < near_on_policy_size{where} (else the online buffer is "

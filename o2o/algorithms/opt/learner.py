@@ -156,7 +156,8 @@ class OPTLearner(O2OLearner):
         """One meta-adaptation update of Q_on on the phase's dataset minibatch and a minibatch of
         the online rows (each seed's from its own lane), then Q_on's Polyak target."""
         assert self.replay is not None
-        online = self.replay.gather(self.minibatch_indices(self.hp.train_batch_size_per_learner, Sampling("online")))
+        samplings = [Sampling("online")] * self.num_seeds
+        online = self.replay.gather(self.minibatch_indices(self.hp.train_batch_size_per_learner, samplings))
         objective, metrics = self.seed_losses(self.pretraining_losses, {**batch, "online": online})
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()

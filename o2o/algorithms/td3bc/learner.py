@@ -28,7 +28,9 @@ def behavior_cloning_loss(pi: torch.Tensor, actions: torch.Tensor) -> torch.Tens
     return (pi - actions).pow(2).mean()
 
 
-def td3_bc_actor_loss(q_pi: torch.Tensor, scale: torch.Tensor, bc: torch.Tensor, bc_weight: float) -> torch.Tensor:
+def td3_bc_actor_loss(
+    q_pi: torch.Tensor, scale: torch.Tensor, bc: torch.Tensor, bc_weight: float | torch.Tensor
+) -> torch.Tensor:
     """Eq. 3, as a loss: −λ·E[Q(s, π(s))] + w·E[(π(s) − a)²], λ from eq. 4, w = `bc_weight`."""
     return -scale * q_pi.mean() + bc_weight * bc
 
