@@ -253,9 +253,9 @@ CATALOGUE = [
         "sampling_rule 'mixed' is not one of ('offline', 'union', 'ratio', 'online', 'prioritized', 'balanced')"),
     Bad("spec-prioritized-without-a-source", lambda w: w.sweep(hyperparameters="{sampling_rule: prioritized}"),
         "sampling_rule prioritized draws rows by priorities the method sets, and iql sets none"),
-    Bad("spec-seeds-per-trial-unbatched-method", lambda w: w.sweep(algorithm="baq_td3bc", seeds="2", seeds_per_trial="2"),
-        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2: baq_td3bc trains one seed per trial: "
-        "its running mean ū, its count of confident transitions and its replay priorities"),
+    Bad("spec-seeds-per-trial-apl-on-balanced-replay", lambda w: w.sweep(algorithm="apl", seeds="2", seeds_per_trial="2", hyperparameters="{sampling_rule: balanced}"),
+        "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2 with sampling_rule balanced: each seed "
+        "picks its buffer apart"),
     Bad("spec-seeds-per-trial-with-a-critic-subset", lambda w: w.sweep(seeds="2", seeds_per_trial="2", hyperparameters="{num_critics: 4, target_critic_subset: 2}"),
         "spec x: trial {'dataset': 'hopper-random', 'seed': 0}: seeds_per_trial 2 with target_critic_subset: the random "
         "subset of target critics is drawn once per update, for one seed"),

@@ -51,9 +51,9 @@ def test_behaviour_model_fits_offline_and_fine_tuning_reports_baq_metrics(hopper
             ):
                 assert key in result, key
         assert 0 < online[-1]["online/confident_share"] <= 1
-        assert online[-1]["online/confident_share"] == pytest.approx(learner.confident / 100), "n_confident over the phase's steps"
+        assert online[-1]["online/confident_share"] == pytest.approx(learner.confident[0] / 100), "n_confident over the phase's steps"
         assert online[-1]["online/confidence_decay"] < online[0]["online/confidence_decay"], "λ relaxes with confident steps"
-        final_decay = torch.exp(torch.tensor(-learner.confident / 20.0)).item()
+        final_decay = torch.exp(torch.tensor(-learner.confident[0] / 20.0)).item()
         assert final_decay <= online[-1]["online/confidence_decay"] < 1, "the iteration's mean c(t), down to its end's"
     finally:
         algo.stop()

@@ -25,6 +25,7 @@ from o2o.algorithms.baq.learner import (
 from o2o.algorithms.td3.learner import critic_loss
 from o2o.platform.engine import Phase
 from o2o.platform.replay import Sampling
+from o2o.platform.seeds import seed_module
 
 from helpers import learner_on_random_transitions, moved, parameters_of, random_transitions
 
@@ -122,6 +123,7 @@ def test_online_actor_loss_is_the_base_with_bc_off_plus_the_weighted_consistency
     learner = fine_tuning(10, uncertainty_sharpness=3.0, constraint_weight=1.5)
     obs, actions = torch.randn(16, 11), torch.rand(16, 3) * 2 - 1
     net = learner.net
+    learner.seed_state = learner.seed_states()  # ū and c(t), as an update hands them to its losses
     with torch.no_grad():
         pi = net.actor(obs)
         q_pi = net.critic(obs, pi)[0]
@@ -140,21 +142,23 @@ def test_confident_transitions_relax_lambda_and_each_switch_takes_effect() -> No
     with torch.no_grad():
         at_behaviour = learner.net.behaviour(obs)[0].numpy()
     learner.add_online(online_rows(20, actions=at_behaviour))  # π_β's own means: u = 0 < ū, all confident
-    assert learner.confident == 20 and learner.current_decay() == pytest.approx(math.exp(-2.0))
+    assert learner.confident.tolist() == [20] and float(learner.current_decay()[0]) == pytest.approx(math.exp(-2.0))
     learner.add_online(online_rows(20, actions=np.clip(at_behaviour + 5.0, -1, 1)))  # far from π_β: none
-    assert learner.confident == 20
+    assert learner.confident.tolist() == [20]
     assert learner.drain_summaries()["online/confident_share"] == pytest.approx(0.5)
     lambdas, (low, high) = learner.drain_distributions()["online/lambda"]
     assert len(lambdas) == 40 and (low, high) == (0.0, 2.0)
     assert lambdas.max() <= 2.0 * math.exp(-1.0) + 1e-6, "λ in the second batch's states carries c(t) after the first"
 
     pi = learner.net.actor(obs)
+    learner.seed_state = learner.seed_states()  # ū and c(t), as an update hands them to its losses
     weights, _ = learner.constraint_weights(obs, pi)
     assert weights.std() > 0, "the gate makes λ depend on the state"
     learner.hp.uncertainty_gate = False
     weights, _ = learner.constraint_weights(obs, pi)
     torch.testing.assert_close(weights, torch.full((20,), 2.0 * 0.5 * math.exp(-2.0)))
     learner.hp.confidence_decay = False
+    learner.seed_state = learner.seed_states()
     weights, _ = learner.constraint_weights(obs, pi)
     torch.testing.assert_close(weights, torch.full((20,), 1.0))
 
@@ -176,7 +180,7 @@ def test_replay_is_prioritized_by_behaviour_divergence() -> None:
     learner.add_online(online_rows(10))
     assert learner.replay.priorities is None, "no priorities before the first prioritized update"
     learner.run_updates(1, Sampling("prioritized"))
-    source = learner.divergence_priorities
+    (source,) = learner.divergence_priorities
     replay = learner.replay
     rows = replay.gather(torch.arange(replay.n_offline + replay.n_online))
     with torch.no_grad():
@@ -197,6 +201,29 @@ def test_replay_is_prioritized_by_behaviour_divergence() -> None:
     assert summaries["online/priority_spread"] > 0
 
 
+def test_each_seed_of_a_trial_keeps_its_own_priorities_u_bar_and_confident_count() -> None:
+    """Two seeds: each lane's priorities are the divergence under that seed's own π_β, and ū and
+    the confident count are each seed's."""
+    learner = learner_on_random_transitions(config_class("baq_td3bc")().o2o(online_env_steps=100, seeds_per_trial=2))
+    learner.on_phase_start(Phase("offline", 50, "updates"))
+    learner.run_updates(50, Sampling("offline"))
+    learner.on_phase_start(Phase("online", 100, "env_steps"))
+    rows = online_rows(20)
+    learner.add_online({k: np.stack([v, v]) for k, v in rows.items()})  # the same rows in both seeds' buffers
+    learner.run_updates(1, Sampling("prioritized"))
+    assert learner.uncertainty_ref.shape == (2,) and learner.uncertainty_ref[0] != learner.uncertainty_ref[1]
+    held = []
+    for i, (store, source) in enumerate(zip(learner.lanes, learner.divergence_priorities, strict=True)):
+        offline = learner.replay.gather(torch.arange(learner.replay.n_offline))
+        with torch.no_grad():
+            mean, log_std = seed_module(learner.net.behaviour, i)(offline["obs"])
+        divergence = behaviour_nll(mean, log_std, offline["actions"])
+        assert (source.mean, source.std) == pytest.approx((float(divergence.mean()), float(divergence.std())), rel=1e-4)
+        held.append(store.priorities.values(0, store.n_offline + store.n_online).clone())
+    assert not torch.equal(held[0], held[1]), "each seed's priorities under its own π_β"
+    assert learner.confident.shape == (2,)
+
+
 def test_uniform_replay_keeps_no_priorities() -> None:
     learner = baq_learner(sampling_rule="union")
     learner.on_phase_start(Phase("online", 100, "env_steps"))
@@ -212,11 +239,10 @@ def test_state_round_trips() -> None:
     state = learner.get_state()
     restored = baq_learner()
     restored.set_state(state)
-    assert float(restored.uncertainty_ref) == float(learner.uncertainty_ref) and restored.confident == learner.confident
-    assert (restored.divergence_priorities.mean, restored.divergence_priorities.std) == (
-        learner.divergence_priorities.mean, learner.divergence_priorities.std,
-    )
-    assert restored.row_priorities == [restored.divergence_priorities], "new rows get priorities at once after a restore"
+    assert float(restored.uncertainty_ref) == float(learner.uncertainty_ref)
+    assert restored.confident.tolist() == learner.confident.tolist()
+    assert [(s.mean, s.std) for s in restored.divergence_priorities] == [(s.mean, s.std) for s in learner.divergence_priorities]
+    assert restored.row_priorities == restored.divergence_priorities, "new rows get priorities at once after a restore"
 
 
 def test_defaults() -> None:

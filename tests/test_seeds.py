@@ -17,6 +17,7 @@ import torch
 
 from o2o.algorithms import config_class
 from o2o.algorithms.iql.config import IQLConfig
+from o2o.algorithms.iql.learner import IQLLearner
 from o2o.algorithms.td3bc.config import TD3BCConfig
 from o2o.platform.engine import O2OConfig, O2OLearner
 from o2o.platform.replay import ReplayStore, Sampling, transition_columns
@@ -173,6 +174,15 @@ def test_each_lane_keeps_its_own_priorities_over_the_dataset_and_its_ring() -> N
     np.testing.assert_array_equal(restored.priorities.values(0, n + 3).numpy(), second.priorities.values(0, n + 3).numpy())
 
 
+class _OneSeedIQLLearner(IQLLearner):
+    """A learner that has not said it runs per seed: `seeds_batched` is read from the class itself."""
+
+
+class _OneSeedIQLConfig(IQLConfig):
+    def get_default_learner_class(self) -> type:
+        return _OneSeedIQLLearner
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -180,7 +190,7 @@ def test_each_lane_keeps_its_own_priorities_over_the_dataset_and_its_ring() -> N
             lambda: config_class("apl")().o2o(sampling_rule="balanced"),
             "seeds_per_trial 2 with sampling_rule balanced: each seed picks its buffer apart",
         ),
-        (lambda: config_class("baq_td3bc")(), "seeds_per_trial 2: baq_td3bc trains one seed per trial: its running mean"),
+        (lambda: _OneSeedIQLConfig(), r"trains one seed per trial: its update does not run per seed yet \(_OneSeedIQLLearner\)"),
         (lambda: IQLConfig().o2o(num_critics=4, target_critic_subset=2), "seeds_per_trial 2 with target_critic_subset"),
         (lambda: IQLConfig().o2o(generator="edis", online_env_steps=20_000), "seeds_per_trial 2 with generator"),
     ],

@@ -755,9 +755,11 @@ class O2OLearner(TorchLearner):
         return loss.sum(), metrics
 
     def per_seed(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(net, *args)` for every seed of a K-seed trial, batched: seed i's networks and the
-        slices [i] of `args` (each (K, …)), what `fn` returns with a leading K
-        (`o2o.platform.seeds.PerSeed`)."""
+        """`fn(net, *args)` for every seed: once on the module in a one-seed trial; in a K-seed
+        trial batched, seed i's networks and the slices [i] of `args` (each (K, …)), what `fn`
+        returns with a leading K (`o2o.platform.seeds.PerSeed`)."""
+        if self.num_seeds == 1:
+            return fn(self.net, *args)
         if self._per_seed is None:
             self._per_seed = PerSeed(self.net)
         return self._per_seed(fn, *args)

@@ -109,6 +109,17 @@ class PerSeed:
         return vmap(one, randomness="different")(self.state, *args)
 
 
+def seed_module(module: nn.Module, index: int) -> Callable[..., Any]:
+    """Seed `index`'s copy of a stacked `module` (one without seed-shared buffers), as a function
+    of its forward's arguments: the module run with that seed's slices of its tensors."""
+
+    def forward(*args: Any) -> Any:
+        state = {k: v[index] for k, v in (*module.named_parameters(), *module.named_buffers())}
+        return functional_call(module, state, args)
+
+    return forward
+
+
 class SeedView(nn.Module):
     """Seed `index` of a stacked RLModule, as an RLModule the evaluation acts with: its
     `forward_inference` runs the module with that seed's tensors."""

@@ -20,6 +20,8 @@ class BAQTD3BCModule(BAQModule, TD3Module):
 class BAQTD3BCLearner(BAQLearner, TD3BCLearner):
     """TD3+BC's update, with BAQ's pieces in it."""
 
+    seeds_batched = True
+
 
 class BAQTD3BCAlgorithm(TD3BCAlgorithm):
     """TD3+BC's phases: offline, then online."""

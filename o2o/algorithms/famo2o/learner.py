@@ -154,7 +154,7 @@ class FamO2OLearner(O2OLearner):
         super().add_online(data)
         obs = torch.as_tensor(np.asarray(data["obs"], np.float32), device=self._device)
         with torch.no_grad():
-            beta, value = self.visited(self.net, obs) if self.num_seeds == 1 else self.per_seed(self.visited, obs)
+            beta, value = self.per_seed(self.visited, obs)
         self.visited_betas.append(beta.cpu().numpy())
         self.visited_values.append(value.cpu().numpy())
 
