@@ -19,7 +19,7 @@ from o2o.algorithms import config_class
 from o2o.algorithms.iql.config import IQLConfig
 from o2o.algorithms.iql.learner import IQLLearner
 from o2o.algorithms.td3bc.config import TD3BCConfig
-from o2o.platform.engine import O2OConfig, O2OLearner
+from o2o.platform.engine import O2OConfig, O2OLearner, Phase
 from o2o.platform.replay import ReplayStore, Sampling, transition_columns
 
 from helpers import random_transitions
@@ -50,17 +50,29 @@ def learner(config: O2OConfig, seed: int, seeds_per_trial: int = 1) -> O2OLearne
     return built
 
 
+def online_rows(n: int) -> dict[str, np.ndarray]:
+    rows = random_transitions(n)
+    return {"obs": rows.obs, "actions": rows.actions, "rewards": rows.rewards, "new_obs": rows.new_obs,
+            "terminateds": rows.terminateds.astype(np.float32)}
+
+
 @pytest.mark.parametrize(
-    "config",
-    [IQLConfig, lambda: TD3BCConfig().training(target_noise=0.0)],
-    ids=["iql", "td3bc-without-target-noise"],
+    ("config", "phase"),
+    [
+        (IQLConfig, "offline"),
+        (lambda: TD3BCConfig().training(target_noise=0.0), "offline"),
+        (lambda: config_class("opt_td3bc")().training(target_noise=0.0), "online_pretraining"),
+    ],
+    ids=["iql", "td3bc-without-target-noise", "opt-meta-gradient-without-target-noise"],
 )
-def test_seed_i_of_a_k_seed_learner_is_the_one_seed_learner_of_seed_i(config, float64) -> None:
+def test_seed_i_of_a_k_seed_learner_is_the_one_seed_learner_of_seed_i(config, phase: str, float64) -> None:
     """Given seed i's initial weights, the K-seed learner's seed i draws the minibatches of a
     one-seed learner of seed 3 + i and ends 300 updates at its weights and losses. In float64:
     in float32 a batched matmul rounds differently from a single one (~1e-7), and Adam's
     normalised steps carry that on to ~1e-4 over 300 updates (benchmarks/README.md, seeds.py).
-    TD3+BC's target smoothing draws noise per seed in either learner, so it runs without it."""
+    Target smoothing draws noise per seed in either learner, so TD3's kin run without it. OPT's
+    online pre-training (each seed's inner gradient step, differentiated through, on its own
+    online minibatch) runs on 50 online rows that each seed holds."""
     singles = [learner(config(), seed) for seed in (3, 4)]
     stacked = learner(config(), 3, seeds_per_trial=2)
     with torch.no_grad():
@@ -71,6 +83,11 @@ def test_seed_i_of_a_k_seed_learner_is_the_one_seed_learner_of_seed_i(config, fl
     # The one-seed learners' stores and the K-seed learner's lanes draw the same indices.
     for lane, single in zip(stacked.lanes, singles, strict=True):
         assert torch.equal(lane.generator.get_state(), single.replay.generator.get_state())
+    rows = online_rows(50)
+    for built, seeds in ((stacked, 2), *((single, 1) for single in singles)):
+        built.on_phase_start(Phase(phase, 300, "updates"))
+        if phase != "offline":
+            built.add_online({k: np.stack([v] * seeds) for k, v in rows.items()} if seeds > 1 else rows)
 
     together = stacked.run_updates(300, Sampling("offline"))
     apart = [single.run_updates(300, Sampling("offline")) for single in singles]

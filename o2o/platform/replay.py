@@ -238,7 +238,7 @@ class ReplayStore:
     def add_online(self, data: Mapping[str, np.ndarray], priorities: torch.Tensor | None = None) -> None:
         """Append online transitions, overwriting the oldest online rows once the ring is full.
         Where priorities are kept, the new rows take `priorities` (one per row; default 1)."""
-        rows = torch.from_numpy(self._pack(data)).to(self.device)
+        rows = torch.from_numpy(self._pack(data)).to(self.device, self.table.dtype)
         if len(rows) > self.capacity:  # only the newest `capacity` rows survive the write
             self.total_added += len(rows) - self.capacity
             rows = rows[-self.capacity :]
