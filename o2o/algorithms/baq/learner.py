@@ -237,7 +237,9 @@ class BAQLearner(O2OLearner):
         metrics["uncertainty_ref"] = self.uncertainty_ref[0].clone() if self.num_seeds == 1 else self.uncertainty_ref.clone()
         return metrics
 
-    def behaviour_losses(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def behaviour_losses(
+        self, net: torch.nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """π_β's maximum-likelihood loss on one seed's minibatch (its step leaves the base's
         groups untouched: their gradients are unset), and u on the minibatch from π_β's output
         before the step (`minibatch_uncertainty`)."""
@@ -360,7 +362,9 @@ class BAQLearner(O2OLearner):
             return
         # Per seed; a checkpoint from before K-seed trials holds one seed's as scalars.
         ref = own["uncertainty_ref"]
-        self.uncertainty_ref = None if ref is None else torch.tensor(np.reshape(ref, -1), dtype=torch.float32, device=self._device)
+        if ref is not None:
+            ref = torch.tensor(np.reshape(ref, -1), dtype=torch.float32, device=self._device)
+        self.uncertainty_ref = ref
         self.confident = np.reshape(np.asarray(own["confident"], dtype=np.int64), -1)
         statistics = own["priority_statistics"]
         if statistics is not None:  # the stores' priorities came back with the replay

@@ -116,11 +116,15 @@ class FamO2OLearner(O2OLearner):
             metrics.update(balance_temperature=temperature.detach(), balance_entropy=entropy)
         return loss, {"balance_loss": loss.detach(), **metrics}
 
-    def seed_losses(self, losses: Callable[..., Any], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def seed_losses(
+        self, losses: Callable[..., Any], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The base's `losses` with steps 1 and 2 before them, per seed: β drawn for the
         minibatch, the balance loss, the base's losses reading β; their sum."""
 
-        def famo2o_losses(net: torch.nn.Module, seed_batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        def famo2o_losses(
+            net: torch.nn.Module, seed_batch: dict[str, torch.Tensor]
+        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             obs = seed_batch["obs"]
             with torch.no_grad():
                 self.beta = self.draw_beta(obs)
