@@ -36,7 +36,11 @@ CONFORMANCE_TRAINING: dict[str, dict] = {
     # Q-values sit below their Monte-Carlo floors, so at its default α = 10 its TD error rises
     # over the first few hundred updates on random data by design; α = 1 (the authors' Adroit
     # value) runs the same calibrated code with the TD error falling.
-    "calql": {"cql_alpha": 1.0},
+    "calql": {"cql_alpha": 1.0, "num_sampled_actions": 2},
+    # CQL's log-sum-exp over 3×10 sampled actions per state is most of its update (~12 s of the
+    # case on a CI core); 3×2 actions run the same conservative code.
+    "cql": {"num_sampled_actions": 2},
+    "famo2o_cql": {"num_sampled_actions": 2},
     # SPOT pre-trains its VAE behaviour model in a phase of its own (100k updates in the paper);
     # 100 updates run that phase here before the offline one.
     "spot": {"vae_pretrain_updates": 100},
@@ -46,20 +50,12 @@ CONFORMANCE_TRAINING: dict[str, dict] = {
     # UCB exploration online.
     "e2o": {"num_critics": 3, "critic_hidden_sizes": [64, 64]},
     # OPT collects 25k steps and pre-trains Q_on for 50k updates between offline and online;
-    # 50 steps and 100 updates run both phases here.
-    "opt_td3bc": {"collection_env_steps": 50, "pretraining_updates": 100},
-    "opt_spot": {"collection_env_steps": 50, "pretraining_updates": 100, "vae_pretrain_updates": 100},
+    # 50 steps and 50 updates run both phases here.
+    "opt_td3bc": {"collection_env_steps": 50, "pretraining_updates": 50},
+    "opt_spot": {"collection_env_steps": 50, "pretraining_updates": 50, "vae_pretrain_updates": 100},
 }
 """Per-algorithm settings for these tiny budgets, each with the reason it is needed."""
 
-TWO_SEEDS_TRAINING: dict[str, dict] = {
-    # CQL's log-sum-exp over 3×10 sampled actions per state is most of its update, and two seeds
-    # double it (~25 s on a CI core); 3×2 actions run the same conservative code.
-    "cql": {"num_sampled_actions": 2},
-    "calql": {"num_sampled_actions": 2},
-    "famo2o_cql": {"num_sampled_actions": 2},
-}
-"""Settings of the two-seed case on top of `CONFORMANCE_TRAINING`, each with its reason."""
 
 
 def tiny(name: str, dataset: ResolvedDataset, **o2o: Any) -> O2OConfig:
@@ -159,7 +155,7 @@ def test_two_seeds_in_one_trial_learn_apart_and_restore_together(name: str, hopp
     """`seeds_per_trial: 2` on every algorithm: it trains two seeds, each with its own networks,
     minibatches, environment and buffer, and a checkpoint brings both back; or the config
     refuses it, naming why, before anything is built."""
-    config = tiny(name, hopper_random, seeds_per_trial=2).training(**TWO_SEEDS_TRAINING.get(name, {}))
+    config = tiny(name, hopper_random, seeds_per_trial=2)
     if not config.get_default_learner_class().__dict__.get("seeds_batched", False):
         with pytest.raises(ValueError, match=r"seeds_per_trial 2(: .* trains one seed per trial: .+ \(\w+Learner\)| with \w+: )"):
             config.validate()
