@@ -42,7 +42,7 @@ from test_fault_tolerance import (
 )
 from test_jobs import RAY, _free_port
 
-ONLINE_ENV_STEPS = 400
+ONLINE_ENV_STEPS = 250
 TRIAL_CPUS = "{cpus_per_trial: 2}"
 """One trial per 3-CPU node: Ray Data reads the dataset in tasks of a whole CPU."""
 
