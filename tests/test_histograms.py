@@ -125,6 +125,10 @@ def test_a_two_seed_trial_files_each_seeds_histograms_in_its_own_run(uri: str, t
     tracker.on_trial_start(0, [trial], trial)
     result = _result(10)
     result["o2o_seeds"] = [result.pop("o2o"), {"eval/normalized_score": 2.0}]
+    # A malformed histogram of the second seed: refused before the first seed's run logs anything.
+    malformed = {**result, "o2o_histograms_seeds": [_beta([9, 0, 0, 0]), {BETA: {"edges": EDGES, "counts": [1]}}]}
+    with pytest.raises(ValueError, match=r"trial t-k2: histogram 'online/beta' at step 10 has 5 'edges' for 1 'counts'"):
+        tracker.on_trial_result(0, [trial], trial, malformed)
     result["o2o_histograms_seeds"] = [_beta([3, 0, 0, 0]), _beta([0, 0, 1, 5])]
     tracker.on_trial_result(0, [trial], trial, result)
     runs = MlflowClient(tracking_uri=uri).search_runs(

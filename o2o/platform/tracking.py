@@ -233,12 +233,17 @@ class MLflowTracker(Callback):
         if "o2o_step" not in result:
             raise ValueError(f"trial {trial.trial_id}: result has 'o2o' data but no 'o2o_step'")
         step = int(result["o2o_step"])
+        for _, histograms in per_run:  # every seed's, before any run logs
+            for name, histogram in histograms.items():
+                _histogram_payload(name, step, histogram, trial.trial_id)
         tags = {k: str(v) for k, v in result.get("o2o_tags", {}).items()}
         for lane, (metrics, histograms) in zip(_lanes(trial), per_run, strict=True):
             self._log(trial, self._runs[_run_key(trial, lane)], step, metrics, histograms, tags)
 
     @staticmethod
-    def _per_run(trial: Trial, result: Mapping[str, Any]) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any]]]:
+    def _per_run(
+        trial: Trial, result: Mapping[str, Any]
+    ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any]]]:
         """The metrics and histograms each of the trial's runs logs from `result`, in seed order:
         ``o2o`` and ``o2o_histograms`` for a one-seed trial, ``o2o_seeds`` and
         ``o2o_histograms_seeds`` for K > 1, whose results must carry one dict of each per seed
