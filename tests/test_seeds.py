@@ -113,16 +113,21 @@ def test_each_seed_starts_from_its_own_weights_and_seed_0_from_the_one_seed_tria
         assert torch.equal(target, critic) and not target.requires_grad
 
 
-def test_lanes_share_the_dataset_and_keep_their_own_rings_samplers_and_checkpoints() -> None:
-    columns = transition_columns(2, 1)
-    n = 10
-    offline = {
+def tiny_dataset(n: int) -> tuple[dict[str, tuple[int, ...]], dict[str, np.ndarray]]:
+    """A store layout of 2-d states and 1-d actions, and `n` dataset rows in it: states 0, 1, …,
+    everything else 0."""
+    return transition_columns(2, 1), {
         "obs": np.arange(2 * n, dtype=np.float32).reshape(n, 2),
         "actions": np.zeros((n, 1), np.float32),
         "rewards": np.zeros(n, np.float32),
         "new_obs": np.zeros((n, 2), np.float32),
         "terminateds": np.zeros(n, np.float32),
     }
+
+
+def test_lanes_share_the_dataset_and_keep_their_own_rings_samplers_and_checkpoints() -> None:
+    n = 10
+    columns, offline = tiny_dataset(n)
     first = ReplayStore(columns, offline, 4, torch.device("cpu"), seed=7, lanes=2)
     second = first.lane(1, seed=8)
     assert second.table is first.table and first.table.shape[0] == n + 2 * 4, "one dataset, two rings"
@@ -160,15 +165,8 @@ def test_lanes_share_the_dataset_and_keep_their_own_rings_samplers_and_checkpoin
 def test_each_lane_keeps_its_own_priorities_over_the_dataset_and_its_ring() -> None:
     """Balanced replay in a K-seed trial: a lane's sum tree covers the dataset and its own ring,
     its draws land in its own ring, and the priorities it sets reach its tree only."""
-    columns = transition_columns(2, 1)
     n = 10
-    offline = {
-        "obs": np.zeros((n, 2), np.float32),
-        "actions": np.zeros((n, 1), np.float32),
-        "rewards": np.zeros(n, np.float32),
-        "new_obs": np.zeros((n, 2), np.float32),
-        "terminateds": np.zeros(n, np.float32),
-    }
+    columns, offline = tiny_dataset(n)
     first = ReplayStore(columns, offline, 4, torch.device("cpu"), seed=7, lanes=2)
     second = first.lane(1, seed=8)
     first.track_priorities()

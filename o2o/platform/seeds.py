@@ -49,13 +49,15 @@ def stack_seeds(module: nn.Module, copies: Sequence[nn.Module]) -> None:
                 sub._buffers[key] = torch.stack([value, *(o[name]._buffers[key].to(value.device) for o in others)])
 
 
-def _shared_names(module: nn.Module) -> set[str]:
-    """The dotted names of `module`'s seed-shared buffers."""
-    return {
+def _stacked(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module`'s tensors that carry a seed dimension, by dotted name: every parameter and buffer
+    but its seed-shared buffers."""
+    shared = {
         f"{name}.{key}" if name else key
         for name, sub in module.named_modules()
         for key in getattr(sub, SHARED, ())
     }
+    return {k: v for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared}
 
 
 @torch.no_grad()
@@ -97,10 +99,7 @@ class PerSeed:
 
     def __init__(self, module: nn.Module) -> None:
         self.bound = _Bound(module)
-        shared = _shared_names(module)
-        self.state = {
-            f"module.{k}": v for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared
-        }
+        self.state = {f"module.{k}": v for k, v in _stacked(module).items()}
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
         def one(state: dict[str, torch.Tensor], *lane_args: Any) -> Any:
@@ -110,12 +109,11 @@ class PerSeed:
 
 
 def seed_module(module: nn.Module, index: int) -> Callable[..., Any]:
-    """Seed `index`'s copy of a stacked `module` (one without seed-shared buffers), as a function
-    of its forward's arguments: the module run with that seed's slices of its tensors."""
+    """Seed `index`'s copy of a stacked `module`, as a function of its forward's arguments: the
+    module run with that seed's slices of its tensors (its seed-shared buffers whole)."""
 
-    def forward(*args: Any) -> Any:
-        state = {k: v[index] for k, v in (*module.named_parameters(), *module.named_buffers())}
-        return functional_call(module, state, args)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return functional_call(module, {k: v[index] for k, v in _stacked(module).items()}, args, kwargs)
 
     return forward
 
@@ -130,11 +128,8 @@ class SeedView(nn.Module):
         self.index = index
 
     def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        module = self.stacked[0]
-        shared = _shared_names(module)
-        state = {k: v[self.index] for k, v in (*module.named_parameters(), *module.named_buffers()) if k not in shared}
         with torch.no_grad():
-            return functional_call(module, state, (batch,), kwargs)
+            return seed_module(self.stacked[0], self.index)(batch, **kwargs)
 
 
 @contextmanager
